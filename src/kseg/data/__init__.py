@@ -1,0 +1,1 @@
+"""Data: RLE codec, image IO, datasets, folds and the synthetic generator."""
