@@ -1,0 +1,215 @@
+"""Competition specs: how a Kaggle competition lays out its files, classes and metric.
+
+A new competition is a YAML file in ``configs/competitions/`` parsed into ``CompetitionSpec``;
+this module turns its csv files into one table: one row per image, one RLE column per class.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from kseg.typed import ConfigError
+
+log = logging.getLogger(__name__)
+
+CsvFormat = Literal["single", "combined", "long", "image_label"]
+"""How masks are stored in a csv.
+
+- ``single``: one row per image, one RLE column (1 class): TGS ``id,rle_mask``, Carvana ``img,rle_mask``.
+- ``combined``: one row per image x class, id column ``<image>_<class>`` (old Severstal ``ImageId_ClassId``).
+- ``long``: ``ImageId,ClassId,EncodedPixels`` (only non-empty rows in train csvs: images come from the folder).
+- ``image_label``: like ``combined`` but the class is a label name (Clouds ``Image_Label`` = ``<file>_Fish``).
+"""
+
+
+@dataclass(frozen=True)
+class CsvSpec:
+    """Columns of a mask csv (training labels or submission)."""
+
+    format: CsvFormat = "single"
+    id_column: str = "ImageId"
+    rle_column: str = "EncodedPixels"
+    class_column: str = "ClassId"
+    separator: str = "_"  # between image and class in ``combined`` / ``image_label`` ids
+
+
+@dataclass(frozen=True)
+class CompetitionSpec:
+    """Everything kseg needs to know about a competition's files (paths relative to ``data.root``)."""
+
+    name: str
+    classes: tuple[str, ...]
+    kaggle: str = ""  # competition slug for the kaggle CLI
+    mode: Literal["binary", "multilabel", "multiclass"] = "binary"
+    metric: Literal["dice", "iou_ap"] = "dice"
+    train_csv: str = "train.csv"
+    train_images: str = "train_images"
+    test_images: str = "test_images"
+    sample_submission: str = "sample_submission.csv"
+    image_ext: str = ".png"
+    ids_have_ext: bool = False  # csv ids include the file extension (``0002cc93b.jpg``)
+    class_labels: tuple[str, ...] = ()  # how classes appear in csvs (default: 1..C for long/combined)
+    image_size: tuple[int, int] | None = None  # native (H, W); None when sizes vary
+    submission_size: tuple[int, int] | None = None  # (H, W) RLEs are encoded at; None = native
+    train: CsvSpec = field(default_factory=CsvSpec)
+    submission: CsvSpec = field(default_factory=CsvSpec)
+    group_pattern: str = ""  # regex; group(1) of the image id = group kept in one fold (Carvana car id)
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ConfigError(f"competition.classes: {self.name} needs at least one class")
+        if self.class_labels and len(self.class_labels) != len(self.classes):
+            raise ConfigError(
+                f"competition.class_labels: {len(self.class_labels)} labels for "
+                f"{len(self.classes)} classes {list(self.classes)}"
+            )
+        if self.mode == "binary" and len(self.classes) != 1:
+            raise ConfigError(f"competition.mode: binary needs exactly 1 class, got {list(self.classes)}")
+        for which, csv in (("train", self.train), ("submission", self.submission)):
+            if csv.format == "single" and len(self.classes) != 1:
+                raise ConfigError(
+                    f"competition.{which}.format: 'single' holds one class, "
+                    f"but there are {len(self.classes)}; use combined, long or image_label"
+                )
+        if self.group_pattern:
+            try:
+                re.compile(self.group_pattern)
+            except re.error as e:
+                raise ConfigError(f"competition.group_pattern: {self.group_pattern!r}: {e}") from e
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels as written in csvs."""
+        if self.class_labels:
+            return self.class_labels
+        return tuple(str(i + 1) for i in range(self.num_classes))
+
+    def image_file(self, image_id: str) -> str:
+        """File name of an image id."""
+        return image_id if self.ids_have_ext else image_id + self.image_ext
+
+    def image_id(self, file_name: str) -> str:
+        """Image id of a file name (inverse of ``image_file``)."""
+        if self.ids_have_ext:
+            return file_name
+        return file_name[: -len(self.image_ext)] if file_name.endswith(self.image_ext) else file_name
+
+    def group_of(self, ids: pd.Series) -> pd.Series | None:
+        """Group key per image id, or None without ``group_pattern``."""
+        if not self.group_pattern:
+            return None
+        groups = ids.astype(str).str.extract(self.group_pattern, expand=False)
+        if isinstance(groups, pd.DataFrame):
+            groups = groups.iloc[:, 0]
+        bad = groups.isna()
+        if bad.any():
+            raise ValueError(
+                f"competition.group_pattern {self.group_pattern!r} does not match image id "
+                f"{ids[bad].iloc[0]!r}"
+            )
+        return groups
+
+
+def _class_index(spec: CompetitionSpec, labels: pd.Series, where: str) -> np.ndarray:
+    """Map csv class labels to 0-based class indices; unknown labels raise naming the row."""
+    lookup = {lab: i for i, lab in enumerate(spec.labels)}
+    as_str = labels.astype(str).str.strip()
+    as_str = as_str.str.replace(r"\.0$", "", regex=True)  # 1.0 -> 1 when pandas read floats
+    idx = as_str.map(lookup)
+    bad = idx.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{where}: row {row + 2}: class {labels.iloc[row]!r} is not one of {list(spec.labels)}"
+        )
+    return idx.to_numpy(dtype=np.int64)
+
+
+def split_rows(spec: CompetitionSpec, csv: CsvSpec, df: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image_id, class_index) of every row of a mask csv in ``csv`` format. Shapes [N], [N]."""
+    need = [csv.id_column] + ([csv.class_column] if csv.format == "long" else [])
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column {missing[0]!r}; columns are {list(df.columns)}")
+    ids = df[csv.id_column].astype(str)
+    if csv.format == "single":
+        return ids.to_numpy(dtype=object), np.zeros(len(df), dtype=np.int64)
+    if csv.format == "long":
+        return ids.to_numpy(dtype=object), _class_index(spec, df[csv.class_column], where)
+    parts = ids.str.rsplit(csv.separator, n=1, expand=True)
+    if parts.shape[1] != 2 or parts[1].isna().any():
+        row = int(np.flatnonzero(parts.get(1, pd.Series([None] * len(df))).isna().to_numpy())[0])
+        raise ValueError(
+            f"{where}: row {row + 2}: {csv.id_column} {ids.iloc[row]!r} is not '<image>{csv.separator}<class>'"
+        )
+    return parts[0].to_numpy(dtype=object), _class_index(spec, parts[1], where)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a Kaggle csv keeping ids as strings and empty RLEs as ''."""
+    if not path.is_file():
+        raise FileNotFoundError(f"csv not found: {path}")
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+
+
+def read_train_labels(spec: CompetitionSpec, root: str | Path) -> pd.DataFrame:
+    """One row per training image: column ``image_id`` then one RLE column per class ('' = empty).
+
+    Images without rows in a ``long`` csv (only non-empty masks are listed) come from the image folder.
+    """
+    root = Path(root)
+    path = root / spec.train_csv
+    df = read_csv(path)
+    csv = spec.train
+    if csv.rle_column not in df.columns:
+        raise ValueError(f"{path}: missing column {csv.rle_column!r}; columns are {list(df.columns)}")
+    ids, cls = split_rows(spec, csv, df, str(path))
+    rles = df[csv.rle_column].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    key = pd.Series(ids).astype(str) + "\x00" + pd.Series(cls).astype(str)
+    dup = key.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise ValueError(f"{path}: row {row + 2}: duplicate mask for image {ids[row]!r} class {spec.classes[cls[row]]}")
+    order = list(dict.fromkeys(ids.tolist()))
+    if csv.format == "long":
+        img_dir = root / spec.train_images
+        if not img_dir.is_dir():
+            raise FileNotFoundError(f"train image folder not found: {img_dir}")
+        listed = sorted(spec.image_id(p.name) for p in img_dir.iterdir() if p.name.endswith(spec.image_ext))
+        in_csv = set(order)
+        unknown = [i for i in order if i not in set(listed)]
+        if unknown:
+            raise ValueError(f"{path}: image {unknown[0]!r} has a mask but no file in {img_dir}")
+        order = listed
+        del in_csv
+    table = pd.DataFrame({"image_id": order})
+    pos = pd.Series(np.arange(len(order)), index=order)
+    wide = np.full((len(order), spec.num_classes), "", dtype=object)
+    wide[pos.loc[ids].to_numpy(), cls] = rles
+    for c, name in enumerate(spec.classes):
+        table[name] = wide[:, c]
+    return table
+
+
+def list_test_ids(spec: CompetitionSpec, root: str | Path) -> list[str]:
+    """Test image ids in sample-submission order (first appearance), else from the test folder."""
+    root = Path(root)
+    sample = root / spec.sample_submission
+    if sample.is_file():
+        ids, _ = split_rows(spec, spec.submission, read_csv(sample), str(sample))
+        return list(dict.fromkeys(ids.tolist()))
+    img_dir = root / spec.test_images
+    if not img_dir.is_dir():
+        raise FileNotFoundError(f"neither {sample} nor test image folder {img_dir} exists")
+    return sorted(spec.image_id(p.name) for p in img_dir.iterdir() if p.name.endswith(spec.image_ext))

@@ -1,0 +1,359 @@
+"""Experiment configs: YAML (defaults chain + experiment + ``key=value`` overrides) -> frozen dataclasses.
+
+``load_config(path, overrides)`` is the only entry point stages use. The resolved config embeds the
+competition spec, so a saved ``config.yaml`` (or a checkpoint) is enough to rebuild everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kseg.competition import CompetitionSpec
+from kseg.typed import ConfigError, coerce, field_type, from_dict, to_dict
+
+log = logging.getLogger(__name__)
+
+ARCHS = (
+    "Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus",
+    "PAN", "UPerNet", "Segformer", "DPT",
+)  # fmt: skip
+LossName = Literal["bce", "softbce", "ce", "dice", "lovasz", "focal", "tversky", "jaccard"]
+
+
+@dataclass(frozen=True)
+class AugmentStep:
+    """One albumentations transform: ``{name: HorizontalFlip, params: {p: 0.5}}``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # '' -> input/<competition.name>
+    image_size: tuple[int, int] = (256, 256)  # (H, W) the model sees
+    resize: Literal["resize", "pad"] = "resize"  # pad: reflect-pad up to image_size (TGS 101 -> 128)
+    batch_size: int = 8
+    val_batch_size: int = 0  # 0 -> 2 x batch_size
+    num_workers: int = 2
+    n_folds: int = 5
+    fold_seed: int = 42
+    normalize: Literal["imagenet", "unit"] = "imagenet"
+    augment: tuple[AugmentStep, ...] = ()
+    on_bad_image: Literal["error", "skip"] = "error"
+    pseudo_labels: str = ""  # train-format csv of pseudo-labelled test images (train folds only)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "Unet"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = "imagenet"  # imagenet | none | path to a local weights file
+    aux_head: bool = False  # image-level "mask is not empty" logit per class
+    freeze_encoder_epochs: int = 0
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra smp.create_model arguments
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            lowered = {a.lower(): a for a in ARCHS}
+            if self.arch.lower() in lowered:
+                object.__setattr__(self, "arch", lowered[self.arch.lower()])
+            else:
+                raise ConfigError(f"model.arch: {self.arch!r} is not one of {', '.join(ARCHS)}")
+        if isinstance(self.encoder_weights, str) and self.encoder_weights.lower() in ("none", "null", ""):
+            object.__setattr__(self, "encoder_weights", None)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    name: LossName
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adamw"
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedConfig:
+    name: Literal["none", "onecycle", "cosine", "plateau", "step"] = "cosine"
+    warmup_epochs: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 42
+    accumulate: int = 1
+    clip_grad: float = 0.0  # max grad norm; 0 = off
+    amp: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only
+    ema: bool = False
+    ema_decay: float = 0.999
+    patience: int = 0  # early stopping on val metric; 0 = off
+    skip_nonfinite: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    val_threshold: float = 0.5
+    aux_weight: float = 0.2
+    log_images: int = 4
+    deterministic: bool = True
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    thresholds: tuple[float, ...] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+    min_sizes: tuple[int, ...] = (0, 16, 64, 256, 1024)  # pixels at submission size
+    min_areas: tuple[int, ...] = (0,)  # empty the mask when fewer pixels survive
+    max_prob_gates: tuple[float, ...] = (0.0,)  # empty the mask when max probability is below
+    triplet: bool = False
+    chunk_size: int = 64  # OOF images per chunk
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    tta: Literal["none", "hflip", "vflip", "hvflip", "d4"] = "none"
+    batch_size: int = 16
+    folds: tuple[int, ...] = ()  # () = every fold found
+    amp: bool = True
+    pseudo_confidence: float = 0.9
+    pseudo_min_fraction: float = 0.99
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    mode: Literal["online", "offline", "disabled"] = "offline"
+    project: str = "kseg"
+    entity: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    slug: str = ""  # dataset slug; '' -> kseg-<experiment>
+    title: str = ""
+    wheels: tuple[str, ...] = ("segmentation-models-pytorch", "timm", "albumentations")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A resolved experiment."""
+
+    competition: CompetitionSpec
+    name: str = ""
+    runs_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: tuple[LossTerm, ...] = (LossTerm("bce", 0.5), LossTerm("dice", 0.5))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs/<experiment>/``."""
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def data_root(self) -> Path:
+        return Path(self.data.root or os.path.join("input", self.competition.name))
+
+    @property
+    def folds_path(self) -> Path:
+        return self.data_root / "folds.csv"
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.run_dir / f"fold{fold}"
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def configs_root(path: Path) -> Path | None:
+    """The nearest ancestor folder named ``configs`` (None when the file is elsewhere)."""
+    for parent in path.resolve().parents:
+        if parent.name == "configs":
+            return parent
+    return None
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _find_yaml(name: str, here: Path, root: Path | None) -> Path:
+    name = name if name.endswith((".yaml", ".yml")) else name + ".yaml"
+    candidates = [here / name] + ([root / name] if root else []) + [Path(name)]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"config {name!r} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The merged plain dict of a YAML file and its ``defaults:`` chain (earlier entries lower)."""
+    path = path.resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: circular defaults: {' -> '.join(str(p) for p in _seen)}")
+    data = _read_yaml(path)
+    defaults = data.pop("defaults", [])
+    if isinstance(defaults, str):
+        defaults = [defaults]
+    merged: dict = {}
+    for d in defaults:
+        merged = _deep_merge(merged, load_raw(_find_yaml(str(d), path.parent, configs_root(path)), _seen + (path,)))
+    return _deep_merge(merged, data)
+
+
+def resolve_competition(raw: dict, root: Path | None, here: Path) -> dict:
+    """Replace ``competition: <name>`` by the spec dict of ``configs/competitions/<name>.yaml``."""
+    comp = raw.get("competition")
+    if comp is None:
+        raise ConfigError("missing required key competition (a name from configs/competitions/ or a mapping)")
+    if isinstance(comp, str):
+        cand = [Path(comp)] if comp.endswith((".yaml", ".yml")) else []
+        base = [root / "competitions"] if root else []
+        base += [here / "competitions", Path("configs") / "competitions"]
+        cand += [b / f"{comp}.yaml" for b in base]
+        for c in cand:
+            if c.is_file():
+                raw = dict(raw)
+                raw["competition"] = _read_yaml(c)
+                return raw
+        raise ConfigError(f"competition: {comp!r}: no spec found at {', '.join(str(c) for c in cand)}")
+    if isinstance(comp, dict) and "extends" in comp:
+        comp = dict(comp)
+        parent = resolve_competition({"competition": comp.pop("extends")}, root, here)["competition"]
+        raw = dict(raw)
+        raw["competition"] = _deep_merge(parent, comp)
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=value`` -> ("a.b", yaml-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Set dotted keys, checking each against ``Config``'s fields before any work."""
+    raw = dict(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        tp = field_type(Config, key)  # raises for unknown keys
+        coerce(value, tp, key)  # type check early with the dotted key in the message
+        node = raw
+        parts = key.split(".")
+        for p in parts[:-1]:
+            child = node.get(p)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[p] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def experiment_name(path: Path) -> str:
+    """``configs/tgs-salt/unet-r34.yaml`` -> ``tgs-salt/unet-r34``."""
+    root = configs_root(path)
+    rel = path.resolve().relative_to(root) if root else Path(path.name)
+    return str(rel.with_suffix("")).replace(os.sep, "/")
+
+
+def config_from_dict(data: dict) -> Config:
+    """Typed config from a fully resolved dict (``config.yaml`` or a checkpoint)."""
+    return from_dict(Config, data)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load an experiment: defaults chain, experiment file, competition spec, then overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config not found: {path}")
+    raw = load_raw(path)
+    raw = resolve_competition(raw, configs_root(path), path.parent)
+    raw = apply_overrides(raw, overrides)
+    raw.setdefault("name", experiment_name(path))
+    if not raw["name"]:
+        raw["name"] = experiment_name(path)
+    return config_from_dict(raw)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return to_dict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + fsync + rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_config(cfg: Config, path: str | Path | None = None) -> Path:
+    """Write the resolved config (default ``runs/<exp>/config.yaml``); returns the path."""
+    path = Path(path) if path else cfg.run_dir / "config.yaml"
+    atomic_write_text(path, dump_config(cfg))
+    return path
+
+
+def read_saved_config(path: str | Path) -> Config:
+    """Read a resolved ``config.yaml`` written by ``save_config``."""
+    return config_from_dict(_read_yaml(Path(path)))
