@@ -39,6 +39,7 @@ class AugmentStep:
 @dataclass(frozen=True)
 class DataConfig:
     root: str = ""  # '' -> input/<competition.name>
+    folds_csv: str = ""  # '' -> <root>/folds.csv (set it when the data folder is read-only)
     image_size: tuple[int, int] = (256, 256)  # (H, W) the model sees
     resize: Literal["resize", "pad"] = "resize"  # pad: reflect-pad up to image_size (TGS 101 -> 128)
     batch_size: int = 8
@@ -177,7 +178,7 @@ class Config:
 
     @property
     def folds_path(self) -> Path:
-        return self.data_root / "folds.csv"
+        return Path(self.data.folds_csv) if self.data.folds_csv else self.data_root / "folds.csv"
 
     def fold_dir(self, fold: int) -> Path:
         return self.run_dir / f"fold{fold}"
