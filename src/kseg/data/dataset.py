@@ -1,0 +1,254 @@
+"""Labels, folds and the torch Dataset that yields (image, mask[C, H, W]) for a competition spec."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kseg.competition import read_csv, read_train_labels, split_rows
+from kseg.config import Config
+from kseg.data import geometry
+from kseg.data.images import ImageReadError, read_image
+from kseg.data.rle import decode
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+PSEUDO = "pseudo"
+
+
+# --------------------------------------------------------------------------- labels and folds
+
+
+def read_labels(cfg: Config, with_pseudo: bool = False) -> pd.DataFrame:
+    """Training labels: ``image_id`` + one RLE column per class ('' = empty), one row per image.
+
+    With ``with_pseudo`` and ``data.pseudo_labels`` set, the pseudo-labelled test images are appended
+    with ``source = "pseudo"`` (their files live in the test image folder); real rows have ``source = "train"``.
+    """
+    spec = cfg.competition
+    labels = read_train_labels(spec, cfg.data_root)
+    labels["source"] = "train"
+    if with_pseudo and cfg.data.pseudo_labels:
+        pseudo = read_pseudo_labels(cfg, Path(cfg.data.pseudo_labels))
+        clash = set(pseudo.image_id) & set(labels.image_id)
+        if clash:
+            raise ValueError(f"{cfg.data.pseudo_labels}: image {sorted(clash)[0]!r} is also a training image")
+        labels = pd.concat([labels, pseudo], ignore_index=True)
+    return labels
+
+
+def read_pseudo_labels(cfg: Config, path: Path) -> pd.DataFrame:
+    """Pseudo-label csv in the competition's train csv format (spec.train), rows for test images."""
+    spec = cfg.competition
+    df = read_csv(path)
+    ids, cls = split_rows(spec, spec.train, df, str(path))
+    order = list(dict.fromkeys(ids.tolist()))
+    table = pd.DataFrame({"image_id": order})
+    pos = pd.Series(np.arange(len(order)), index=order)
+    wide = np.full((len(order), spec.num_classes), "", dtype=object)
+    wide[pos.loc[ids].to_numpy(), cls] = df[spec.train.rle_column].astype(str).to_numpy(dtype=object)
+    for c, name in enumerate(spec.classes):
+        table[name] = wide[:, c]
+    table["source"] = PSEUDO
+    return table
+
+
+def folds_id_column(cfg: Config) -> str:
+    """Name of the image-id column of folds.csv (the train csv's id column, or ImageId)."""
+    csv = cfg.competition.train
+    return csv.id_column if csv.format in ("single", "long") else "ImageId"
+
+
+def read_folds(cfg: Config) -> pd.DataFrame:
+    """``folds.csv`` as columns (image_id, fold); errors say how to create it."""
+    path = cfg.folds_path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `kseg folds -c <config>` first")
+    df = read_csv(path)
+    col = folds_id_column(cfg)
+    if col not in df.columns or "fold" not in df.columns:
+        raise ValueError(f"{path}: expected columns {col!r}, 'fold'; got {list(df.columns)}")
+    out = pd.DataFrame({"image_id": df[col].astype(str), "fold": pd.to_numeric(df["fold"], errors="raise")})
+    return out.astype({"fold": int})
+
+
+def fold_split(cfg: Config, fold: int, labels: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
+    """(train_ids, val_ids) of ``fold``; pseudo-labelled images only ever go to training."""
+    folds = read_folds(cfg)
+    if fold not in set(folds.fold):
+        raise ValueError(f"fold {fold} is not in {cfg.folds_path} (folds: {sorted(set(folds.fold))})")
+    val = folds.image_id[folds.fold == fold].tolist()
+    train = folds.image_id[folds.fold != fold].tolist()
+    if labels is not None and "source" in labels:
+        train += labels.image_id[labels.source == PSEUDO].tolist()
+    return train, val
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def build_augment(cfg: Config) -> A.Compose:
+    """Albumentations pipeline of ``data.augment`` (applied to image and masks together)."""
+    steps = []
+    for i, step in enumerate(cfg.data.augment):
+        cls = getattr(A, step.name, None)
+        if cls is None or not isinstance(cls, type):
+            raise ValueError(f"data.augment[{i}].name: {step.name!r} is not an albumentations transform")
+        try:
+            steps.append(cls(**step.params))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"data.augment[{i}] {step.name}{step.params}: {e}") from e
+    return A.Compose(steps)
+
+
+def normalize(image: np.ndarray, cfg: Config) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1] -> normalised float32."""
+    if cfg.data.normalize == "imagenet":
+        return (image - IMAGENET_MEAN) / IMAGENET_STD
+    return image
+
+
+def to_tensor_image(image: np.ndarray) -> torch.Tensor:
+    """[H, W, 3] -> float32 tensor [3, H, W]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str) -> np.ndarray:
+    """RLE per class -> uint8 [H, W, C]; an RLE running past the image names the image id and size."""
+    out = np.zeros((size[0], size[1], len(rles)), dtype=np.uint8)
+    for c, rle in enumerate(rles):
+        if rle:
+            try:
+                out[..., c] = decode(rle, size)
+            except ValueError as e:
+                raise ValueError(f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}") from e
+    return out
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class SegDataset(Dataset):
+    """Items: {"image": float32 [3, h, w], "mask": float32 [C, h, w] (with labels), "id": str, "size": [2]}.
+
+    ``size`` is the original (H, W). Images are fitted to ``data.image_size`` (resize or pad), then the
+    ``data.augment`` pipeline runs on image and masks together when ``train``.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        image_ids: Sequence[str],
+        labels: pd.DataFrame | None = None,
+        train: bool = False,
+        root: str | Path | None = None,
+        image_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        spec = cfg.competition
+        root = Path(root) if root is not None else cfg.data_root
+        self.train_dir = Path(image_dir) if image_dir is not None else root / spec.train_images
+        self.test_dir = root / spec.test_images
+        self.train = train
+        self.augment = build_augment(cfg) if train else None
+        self.ids = [str(i) for i in image_ids]
+        self.rles: list[list[str]] | None = None
+        self.sources: list[str] = ["train"] * len(self.ids)
+        if labels is not None:
+            table = labels.set_index("image_id")
+            missing = [i for i in self.ids if i not in table.index]
+            if missing:
+                raise ValueError(f"image {missing[0]!r} has no row in the training labels")
+            rows = table.loc[self.ids]
+            self.rles = rows[list(spec.classes)].to_numpy(dtype=object).tolist()
+            if "source" in rows:
+                self.sources = rows["source"].tolist()
+        self.skipped: list[str] = []
+        self._check_files()
+
+    def path(self, idx: int) -> Path:
+        folder = self.test_dir if self.sources[idx] == PSEUDO else self.train_dir
+        return folder / self.cfg.competition.image_file(self.ids[idx])
+
+    def _check_files(self) -> None:
+        """Missing or empty files: raise naming the file, or (data.on_bad_image=skip) drop and log them."""
+        keep = []
+        for i in range(len(self.ids)):
+            p = self.path(i)
+            problem = "missing" if not p.is_file() else ("empty (0 bytes)" if p.stat().st_size == 0 else "")
+            if not problem:
+                keep.append(i)
+            elif self.cfg.data.on_bad_image == "skip":
+                self.skipped.append(str(p))
+                log.warning("skipping image %s: %s", p, problem)
+            else:
+                raise ImageReadError(f"image file {problem}: {p} (set data.on_bad_image=skip to skip such files)")
+        if self.skipped:
+            log.warning("skipped %d bad image file(s)", len(self.skipped))
+            self.ids = [self.ids[i] for i in keep]
+            self.sources = [self.sources[i] for i in keep]
+            if self.rles is not None:
+                self.rles = [self.rles[i] for i in keep]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        image = read_image(self.path(idx))
+        size = image.shape[:2]
+        item: dict[str, Any] = {"id": self.ids[idx], "size": torch.tensor(size, dtype=torch.long)}
+        image = geometry.fit_image(image, self.cfg)
+        if self.rles is not None:
+            mask = geometry.fit_mask(decode_masks(self.rles[idx], size, self.ids[idx]), self.cfg)
+            if self.augment is not None:
+                out = self.augment(image=image, mask=mask)
+                image, mask = out["image"], out["mask"]
+            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask.transpose(2, 0, 1), dtype=np.float32))
+        elif self.augment is not None:
+            image = self.augment(image=image)["image"]
+        item["image"] = to_tensor_image(normalize(image.astype(np.float32, copy=False), self.cfg))
+        return item
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy/random seeded from torch's per-worker seed."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: Dataset,
+    cfg: Config,
+    train: bool,
+    generator: torch.Generator | None = None,
+    sampler: Any = None,
+    batch_size: int | None = None,
+) -> DataLoader:
+    """DataLoader with the config's batch size and workers, pinned memory on CUDA, seeded workers."""
+    bs = batch_size or (cfg.data.batch_size if train else (cfg.data.val_batch_size or 2 * cfg.data.batch_size))
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=bs,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=train and len(dataset) > bs,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        generator=generator,
+    )

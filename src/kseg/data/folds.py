@@ -1,0 +1,87 @@
+"""Stratified K folds over class presence and mask-area bucket (grouped when the spec says so)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from kseg.config import Config, atomic_write_text
+from kseg.data.dataset import folds_id_column, read_labels
+from kseg.data.rle import rle_area
+
+log = logging.getLogger(__name__)
+
+
+def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    """Binary targets [N, C + 3]: class presence per class + one-hot area bucket (empty/small/large).
+
+    The small/large split is the median total mask area of the non-empty images.
+    """
+    areas = np.stack([labels[c].map(rle_area).to_numpy(dtype=np.int64) for c in classes], axis=1)
+    presence = (areas > 0).astype(np.int8)
+    total = areas.sum(axis=1)
+    nonempty = total > 0
+    cut = np.median(total[nonempty]) if nonempty.any() else 0
+    bucket = np.zeros((len(labels), 3), dtype=np.int8)
+    bucket[~nonempty, 0] = 1
+    bucket[nonempty & (total <= cut), 1] = 1
+    bucket[nonempty & (total > cut), 2] = 1
+    return np.concatenate([presence, bucket], axis=1)
+
+
+def assign_folds(targets: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold index per row [N] from multilabel targets [N, T]; rows of one group share a fold."""
+    if groups is None:
+        keys, inverse, y = np.arange(len(targets)), np.arange(len(targets)), targets
+    else:
+        keys, inverse = np.unique(groups, return_inverse=True)
+        y = np.zeros((len(keys), targets.shape[1]), dtype=np.int8)
+        np.maximum.at(y, inverse, targets)  # a group has a class when any member has it
+    if len(keys) < n_folds:
+        raise ValueError(f"data.n_folds={n_folds} but only {len(keys)} {'groups' if groups is not None else 'images'}")
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold_of_key = np.full(len(keys), -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(keys)), y)):
+        fold_of_key[val] = k
+    return fold_of_key[inverse]
+
+
+def make_folds(cfg: Config) -> tuple[pd.DataFrame, np.ndarray]:
+    """(DataFrame (image_id, fold), stratification targets [N, C + 3]) for the training images."""
+    spec = cfg.competition
+    labels = read_labels(cfg)
+    targets = stratification_targets(labels, spec.classes)
+    groups = spec.group_of(labels.image_id)
+    folds = assign_folds(targets, cfg.data.n_folds, cfg.data.fold_seed, None if groups is None else groups.to_numpy())
+    return pd.DataFrame({"image_id": labels.image_id.to_numpy(), "fold": folds}), targets
+
+
+def fold_table(folds: pd.DataFrame, targets: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
+    """Per-fold counts: images, empty share, images with each class."""
+    rows = []
+    for k in sorted(folds.fold.unique()):
+        sel = (folds.fold == k).to_numpy()
+        row = {"fold": int(k), "images": int(sel.sum()), "empty%": round(100 * targets[sel, len(classes)].mean(), 2)}
+        row.update({c: int(targets[sel, i].sum()) for i, c in enumerate(classes)})
+        rows.append(row)
+    total = {"fold": "all", "images": len(folds), "empty%": round(100 * targets[:, len(classes)].mean(), 2)}
+    total.update({c: int(targets[:, i].sum()) for i, c in enumerate(classes)})
+    return pd.DataFrame(rows + [total])
+
+
+def write_folds(cfg: Config, force: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write ``folds.csv`` (id column, fold) once; refuses to overwrite without ``force``.
+
+    Returns (folds, per-fold table).
+    """
+    path = cfg.folds_path
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists; every stage reads it. Use --force to overwrite it")
+    folds, targets = make_folds(cfg)
+    out = pd.DataFrame({folds_id_column(cfg): folds.image_id, "fold": folds.fold})
+    atomic_write_text(path, out.to_csv(index=False))
+    log.info("wrote %s (%d images, %d folds)", path, len(out), cfg.data.n_folds)
+    return folds, fold_table(folds, targets, cfg.competition.classes)
