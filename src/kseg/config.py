@@ -122,6 +122,8 @@ class TuneConfig:
     max_prob_gates: tuple[float, ...] = (0.0,)  # empty the mask when max probability is below
     triplet: bool = False
     chunk_size: int = 64  # OOF images per chunk
+    top_thresholds: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # triplet rule: mask kept if pixels exceed it
+    aux_gates: tuple[float, ...] = (0.0,)  # empty when aux-head prob is below (needs fold*/oof_aux.npy)
 
 
 @dataclass(frozen=True)
