@@ -155,16 +155,16 @@ def field_type(cls: type, dotted: str) -> Any:
     """The declared type of dotted field ``a.b.c`` under dataclass ``cls``."""
     tp: Any = cls
     for part in dotted.split("."):
+        if get_origin(tp) in (Union, types.UnionType):  # Optional[Section] on the way down
+            non_none = [a for a in get_args(tp) if a is not type(None)]
+            if len(non_none) == 1:
+                tp = non_none[0]
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"unknown key {dotted}: {part!r} is not inside a section")
         hints = get_type_hints(tp)
         if part not in hints:
             raise ConfigError(f"unknown key {dotted}: valid keys here are {', '.join(sorted(hints))}")
         tp = hints[part]
-        if get_origin(tp) in (Union, types.UnionType):
-            non_none = [a for a in get_args(tp) if a is not type(None)]
-            if len(non_none) == 1:
-                tp = non_none[0]
     return tp
 
 

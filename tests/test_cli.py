@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from kseg.cli import STAGES, main
+
+from conftest import REPO
+
+
+def test_help_lists_every_stage() -> None:
+    out = subprocess.run([sys.executable, "-m", "kseg.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0
+    for stage in ["folds", "train", "tune", "predict", "kernel", "demo", "validate"]:
+        assert stage in out.stdout and stage in STAGES
+
+
+def test_folds_command_and_bad_override(demo_root, tmp_path, capsys) -> None:
+    args = ["folds", "-c", str(REPO / "configs/demo.yaml"), f"data.root={demo_root}", f"data.folds_csv={tmp_path}/f.csv"]
+    assert main(args) == 0
+    assert "fold" in capsys.readouterr().out and len(pd.read_csv(tmp_path / "f.csv")) == 24
+    assert main(args) == 1  # refuses to overwrite
+    assert main(args + ["--force"]) == 0
+    assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), "model.arch=Unett"]) == 1

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kseg.config import load_config
+from kseg.data.dataset import fold_split, read_folds
+from kseg.data.folds import assign_folds, stratification_targets, write_folds
+
+from conftest import REPO, shared_dataset
+
+
+def test_targets_presence_and_area_buckets() -> None:
+    labels = pd.DataFrame({"a": ["", "1 5", "1 1", ""], "b": ["", "", "3 10", "2 2"]})
+    t = stratification_targets(labels, ("a", "b"))
+    # areas: 0, 5, 11, 2 -> median of non-empty = 5 -> buckets empty, small, large, small
+    assert t.tolist() == [[0, 0, 1, 0, 0], [1, 0, 0, 1, 0], [1, 1, 0, 0, 1], [0, 1, 0, 1, 0]]
+
+
+def test_groups_never_split_and_folds_are_seeded() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, size=(200, 4)).astype(np.int8)
+    groups = np.repeat(np.arange(25), 8)
+    f1 = assign_folds(targets, 5, seed=3, groups=groups)
+    assert all(len(set(f1[groups == g])) == 1 for g in range(25))
+    assert sorted(np.bincount(f1).tolist()) == [40] * 5
+    assert np.array_equal(f1, assign_folds(targets, 5, seed=3, groups=groups))
+    assert not np.array_equal(f1, assign_folds(targets, 5, seed=4, groups=groups))
+    with pytest.raises(ValueError, match="data.n_folds=5 but only 3 groups"):
+        assign_folds(targets[:24], 5, seed=0, groups=np.repeat(np.arange(3), 8))
+
+
+def test_write_folds_demo_refuses_overwrite(demo_cfg) -> None:
+    folds, table = write_folds(demo_cfg)
+    assert demo_cfg.folds_path.is_file()
+    on_disk = pd.read_csv(demo_cfg.folds_path)
+    assert list(on_disk.columns) == ["ImageId", "fold"] and len(on_disk) == 24
+    assert sorted(on_disk.fold.unique().tolist()) == [0, 1, 2]
+    assert table.iloc[-1]["images"] == 24
+    with pytest.raises(FileExistsError, match="--force"):
+        write_folds(demo_cfg)
+    write_folds(demo_cfg, force=True)
+    assert read_folds(demo_cfg).equals(pd.DataFrame({"image_id": on_disk.ImageId.astype(str), "fold": on_disk.fold}))
+    train, val = fold_split(demo_cfg, 1)
+    assert set(train) | set(val) == set(on_disk.ImageId) and not set(train) & set(val)
+    with pytest.raises(ValueError, match="fold 7 is not in"):
+        fold_split(demo_cfg, 7)
+
+
+def test_missing_folds_file_says_what_to_run(demo_cfg) -> None:
+    with pytest.raises(FileNotFoundError, match="run `kseg folds"):
+        read_folds(demo_cfg)
+
+
+def test_tgs_empty_share_per_fold_within_one_point(tmp_path: Path) -> None:
+    root = shared_dataset("tgs-salt")
+    cfg = load_config(REPO / "configs/tgs-salt/unet-r34.yaml", [f"data.root={root}", f"data.folds_csv={tmp_path}/folds.csv"])
+    folds, table = write_folds(cfg)
+    overall = table.iloc[-1]["empty%"]
+    assert 35 < overall < 43
+    per_fold = table.iloc[:-1]["empty%"].astype(float)
+    assert (per_fold - overall).abs().max() <= 1.0, table.to_string()
+    sizes = table.iloc[:-1]["images"].astype(int)
+    assert sizes.max() - sizes.min() <= 2
