@@ -1,0 +1,151 @@
+"""Image and mask reading with OpenCV (PIL for GIF and as a fallback).
+
+Files are read into memory once, checked for truncation (PNG without IEND, JPEG
+without an end-of-image marker after its last scan, GIF without its trailer byte)
+and decoded with ``cv2.imdecode``, which also works for non-ASCII paths.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+from pathlib import Path
+import cv2
+import numpy as np
+
+__all__ = ["ImageReadError", "read_image", "read_mask", "image_size"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"  # IEND chunk type + its fixed CRC
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_JPEG_SOS = b"\xff\xda"  # start of scan; entropy-coded data never contains FF D9
+_JPEG_EOI = b"\xff\xd9"
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+class ImageReadError(ValueError):
+    """A file exists but is not a complete, decodable image."""
+
+
+def _read_bytes(path: PathLike) -> tuple[Path, bytes]:
+    """Read the whole file, raising FileNotFoundError / ImageReadError naming ``path``."""
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "image file not found", str(file)) from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{file}: is a directory, not an image file") from None
+    if not data:
+        raise ImageReadError(f"{file}: file is empty (0 bytes)")
+    return file, data
+
+
+def _check_complete(file: Path, data: bytes) -> None:
+    """Raise ImageReadError when a PNG, JPEG or GIF file is visibly truncated."""
+    if data.startswith(_PNG_MAGIC) and data.rfind(_PNG_IEND) < 0:
+        raise ImageReadError(f"{file}: truncated PNG (no IEND chunk, the file is cut short)")
+    if data.startswith(_JPEG_MAGIC) and data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
+        raise ImageReadError(
+            f"{file}: truncated JPEG (no end-of-image marker FFD9 after the last scan)"
+        )
+    if data.startswith(_GIF_MAGICS) and not data.rstrip(b"\x00").endswith(b";"):
+        raise ImageReadError(f"{file}: truncated GIF (no trailer byte 0x3B at the end)")
+
+
+def _decode_pil(file: Path, data: bytes) -> np.ndarray | None:
+    """Decode with PIL: [H, W] or [H, W, 3] RGB; None when PIL is missing or fails."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)  # first frame of animations
+            if img.mode in ("L", "RGB", "F") or img.mode.startswith("I;16"):
+                return np.array(img)
+            return np.array(img.convert("RGB"))  # palette, alpha, CMYK, 1-bit, ...
+    except Exception as exc:  # PIL raises many types for bad data
+        logger.debug("PIL could not decode %s: %s", file, exc)
+        return None
+
+
+def _decode(path: PathLike) -> np.ndarray:
+    """Decode ``path`` to [H, W] gray or [H, W, 3] RGB in the file's dtype (alpha dropped)."""
+    file, data = _read_bytes(path)
+    _check_complete(file, data)
+    if data.startswith(_GIF_MAGICS):  # PIL first: not every OpenCV build reads GIF
+        pixels = _decode_pil(file, data)
+        if pixels is not None:
+            return pixels
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        logger.debug("OpenCV could not decode %s, trying PIL", file)
+        pixels = _decode_pil(file, data)
+        if pixels is None:
+            raise ImageReadError(
+                f"{file}: not a decodable image ({len(data)} bytes, "
+                f"starting {data[:8]!r}); OpenCV and PIL both failed"
+            )
+        return pixels
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        return pixels[:, :, 0]
+    if pixels.ndim == 3:
+        if pixels.shape[2] not in (3, 4):
+            raise ImageReadError(f"{file}: unsupported channel count {pixels.shape[2]}")
+        return pixels[:, :, 2::-1]  # BGR(A) -> RGB
+    return pixels
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image as float32 [H, W, 3] RGB in [0, 1].
+
+    8-bit data is divided by 255, 16-bit by 65535, float data is passed through;
+    gray is replicated to 3 channels and alpha is dropped.
+    """
+    pixels = _decode(path)
+    source = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    out = np.empty(pixels.shape[:2] + (3,), dtype=np.float32)
+    scale = _SCALES.get(pixels.dtype)
+    if scale is not None:
+        np.divide(source, np.float32(scale), out=out)
+    elif np.issubdtype(pixels.dtype, np.floating):
+        out[...] = source
+    else:
+        raise ImageReadError(
+            f"{path}: unsupported pixel dtype {pixels.dtype} (expected 8/16-bit or float)"
+        )
+    return out
+
+
+def read_mask(path: PathLike) -> np.ndarray:
+    """Read a mask as uint8 [H, W]: 1 where the pixel is nonzero in any color channel."""
+    pixels = _decode(path)
+    foreground = pixels != 0
+    if foreground.ndim == 3:
+        foreground = foreground.any(axis=2)
+    return foreground.view(np.uint8)
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """(H, W) of an image, from the header via PIL when possible (no truncation check)."""
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(errno.ENOENT, "image file not found", str(file))
+    try:
+        from PIL import Image
+
+        with Image.open(file) as img:
+            width, height = img.size
+        return int(height), int(width)
+    except Exception as exc:  # missing PIL or a format it does not know
+        logger.debug("PIL header read failed for %s (%s); decoding instead", file, exc)
+    height, width = _decode(file).shape[:2]
+    return int(height), int(width)
