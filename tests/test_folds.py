@@ -65,3 +65,19 @@ def test_tgs_empty_share_per_fold_within_one_point(tmp_path: Path) -> None:
     assert (per_fold - overall).abs().max() <= 1.0, table.to_string()
     sizes = table.iloc[:-1]["images"].astype(int)
     assert sizes.max() - sizes.min() <= 2
+
+
+def test_read_only_data_folder_gets_local_folds_file(demo_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    ro = tmp_path / "ro"
+    shutil.copytree(demo_root, ro)
+    ro.chmod(0o555)
+    monkeypatch.chdir(tmp_path)
+    try:
+        cfg = load_config(REPO / "configs/demo.yaml", [f"data.root={ro}"])
+        assert cfg.folds_path == Path("input/demo/folds.csv")
+        write_folds(cfg)
+        assert (tmp_path / "input/demo/folds.csv").is_file() and not (ro / "folds.csv").exists()
+    finally:
+        ro.chmod(0o755)

@@ -180,13 +180,25 @@ class Config:
 
     @property
     def folds_path(self) -> Path:
-        return Path(self.data.folds_csv) if self.data.folds_csv else self.data_root / "folds.csv"
+        """``data.folds_csv``, else ``<data.root>/folds.csv``; for a read-only data folder without one
+        (shared or mounted data), ``input/<competition>/folds.csv``."""
+        if self.data.folds_csv:
+            return Path(self.data.folds_csv)
+        path = self.data_root / "folds.csv"
+        if path.exists() or not self.data_root.is_dir() or _writable(self.data_root):
+            return path
+        return Path("input") / self.competition.name / "folds.csv"
 
     def fold_dir(self, fold: int) -> Path:
         return self.run_dir / f"fold{fold}"
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def _writable(folder: Path) -> bool:
+    """Writable by us and not marked read-only (root ignores permissions, so check the mode bits too)."""
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
 
 
 # --------------------------------------------------------------------------- loading
