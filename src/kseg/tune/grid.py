@@ -1,0 +1,84 @@
+"""The post-processing search grid: a cartesian product of per-class parameter values.
+
+Axes (in this order, C order over cells): threshold, min_size, min_area, max_prob_gate, aux_gate,
+top_threshold. ``top_threshold`` holds ``None`` (no triplet rule) first, then the triplet top
+thresholds when ``tune.triplet``. Ties between cells are broken by the first cell in this order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kseg.config import TuneConfig
+from kseg.postprocess import ClassParams
+
+AXES = ("threshold", "min_size", "min_area", "max_prob_gate", "aux_gate", "top_threshold")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Values per axis; ``cells()`` / ``params(i)`` enumerate ``ClassParams`` in C order."""
+
+    thresholds: tuple[float, ...]
+    min_sizes: tuple[int, ...] = (0,)
+    min_areas: tuple[int, ...] = (0,)
+    max_prob_gates: tuple[float, ...] = (0.0,)
+    aux_gates: tuple[float, ...] = (0.0,)
+    top_thresholds: tuple[float | None, ...] = (None,)
+
+    def __post_init__(self) -> None:
+        for axis, values in zip(AXES, self.axes):
+            if not values:
+                raise ValueError(f"tune grid: {axis} has no values")
+            for v in values:
+                ClassParams(**{axis: v})  # range / type check with the field named
+            if len(set(values)) != len(values):
+                raise ValueError(f"tune grid: {axis} has duplicate values {list(values)}")
+
+    @classmethod
+    def from_config(cls, tune: TuneConfig) -> "Grid":
+        """The grid of ``cfg.tune`` (top thresholds only with ``tune.triplet``)."""
+        tops: tuple[float | None, ...] = (None,) + (tuple(tune.top_thresholds) if tune.triplet else ())
+        return cls(
+            thresholds=tuple(float(t) for t in tune.thresholds),
+            min_sizes=tuple(int(s) for s in tune.min_sizes),
+            min_areas=tuple(int(a) for a in tune.min_areas),
+            max_prob_gates=tuple(float(g) for g in tune.max_prob_gates),
+            aux_gates=tuple(float(g) for g in tune.aux_gates),
+            top_thresholds=tops,
+        )
+
+    @property
+    def axes(self) -> tuple[tuple[Any, ...], ...]:
+        return (
+            self.thresholds, self.min_sizes, self.min_areas,
+            self.max_prob_gates, self.aux_gates, self.top_thresholds,
+        )  # fmt: skip
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def uses_aux(self) -> bool:
+        return any(g > 0 for g in self.aux_gates)
+
+    def params(self, index: int) -> ClassParams:
+        """``ClassParams`` of flat cell ``index``."""
+        idx = np.unravel_index(int(index), self.shape)
+        return ClassParams(**{axis: values[i] for axis, values, i in zip(AXES, self.axes, idx)})
+
+    def cells(self) -> list[ClassParams]:
+        """Every cell's ``ClassParams`` in flat (C) order."""
+        return [ClassParams(**dict(zip(AXES, combo))) for combo in itertools.product(*self.axes)]
+
+    def to_dict(self) -> dict[str, list]:
+        return {axis: list(values) for axis, values in zip(AXES, self.axes)}

@@ -1,0 +1,216 @@
+"""Reading out-of-fold predictions (``runs/<exp>/fold<K>/oof.npy`` + ``oof_ids.csv``) and their truth.
+
+OOF arrays are memory-mapped and read chunk by chunk; several experiments are averaged image by image
+(aligned by image id). Averaging works on the stored uint8 values: ``rint(mean(q))`` (float32), i.e.
+the mean probability quantized again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kseg.config import Config
+from kseg.data.dataset import decode_masks, read_labels
+from kseg.data.geometry import resize_masks
+from kseg.data.images import image_size
+
+log = logging.getLogger(__name__)
+
+_FOLD_DIR = re.compile(r"^fold(\d+)$")
+
+
+@dataclass(frozen=True)
+class FoldOOF:
+    """One fold's OOF store: probs uint8 [n, C, H, W] (memory-mapped), ids [n], aux uint8 [n, C] | None."""
+
+    exp: str
+    fold: int
+    probs: np.ndarray
+    ids: tuple[str, ...]
+    aux: np.ndarray | None
+
+
+def open_fold(exp: str, fold: int, folder: Path) -> FoldOOF:
+    """Open ``folder/oof.npy`` (mmap), ``oof_ids.csv`` and the optional ``oof_aux.npy``; checks shapes."""
+    path = folder / "oof.npy"
+    try:
+        probs = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read OOF predictions: {e}") from e
+    if probs.dtype != np.uint8 or probs.ndim != 4:
+        raise ValueError(f"{path}: expected uint8 [N, C, H, W] (probability x 255), got {probs.dtype} {probs.shape}")
+    ids_path = folder / "oof_ids.csv"
+    if not ids_path.is_file():
+        raise FileNotFoundError(f"{ids_path} not found (written next to {path} by kseg train)")
+    ids = pd.read_csv(ids_path, dtype=str, keep_default_na=False)
+    if "image_id" not in ids.columns:
+        raise ValueError(f"{ids_path}: missing column 'image_id'; columns are {list(ids.columns)}")
+    if len(ids) != probs.shape[0]:
+        raise ValueError(f"{ids_path}: {len(ids)} ids for {probs.shape[0]} OOF images in {path}")
+    dup = ids["image_id"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise ValueError(f"{ids_path}: row {row + 2}: duplicate image id {ids['image_id'].iloc[row]!r}")
+    aux = None
+    aux_path = folder / "oof_aux.npy"
+    if aux_path.is_file():
+        aux = np.load(aux_path)
+        if aux.dtype != np.uint8 or aux.shape != probs.shape[:2]:
+            raise ValueError(f"{aux_path}: expected uint8 {probs.shape[:2]}, got {aux.dtype} {aux.shape}")
+    return FoldOOF(exp, fold, probs, tuple(ids["image_id"].tolist()), aux)
+
+
+def find_folds(run_dir: Path, exp: str) -> list[FoldOOF]:
+    """Every ``fold<K>/`` of an experiment holding an ``oof.npy``, by fold number."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir} (train the experiment first)")
+    found = []
+    for child in run_dir.iterdir():
+        m = _FOLD_DIR.match(child.name)
+        if m and (child / "oof.npy").is_file():
+            found.append(open_fold(exp, int(m.group(1)), child))
+    if not found:
+        raise FileNotFoundError(f"no fold*/oof.npy under {run_dir} (run kseg train first)")
+    return sorted(found, key=lambda f: f.fold)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk of OOF images of one fold: q uint8 [n, C, H, W], aux uint8 [n, C] | None."""
+
+    ids: list[str]
+    fold: int
+    q: np.ndarray
+    aux: np.ndarray | None
+
+
+class OOFSet:
+    """OOF predictions of one or more experiments, aligned by image id; folds of the first one.
+
+    Every experiment must cover the same images with the same (C, H, W).
+    """
+
+    def __init__(self, experiments: dict[str, list[FoldOOF]]) -> None:
+        if not experiments:
+            raise ValueError("no experiments to tune on")
+        self.names = list(experiments)
+        self.experiments = experiments
+        base = experiments[self.names[0]]
+        self.shape = tuple(base[0].probs.shape[1:])
+        self.folds = [f.fold for f in base]
+        self.ids: list[str] = [i for f in base for i in f.ids]
+        dup = pd.Index(self.ids).duplicated()
+        if dup.any():
+            first = self.ids[int(np.flatnonzero(dup)[0])]
+            raise ValueError(f"experiment {self.names[0]}: image {first!r} is in the OOF of more than one fold")
+        id_set = set(self.ids)
+        self.has_aux = all(f.aux is not None for folds in experiments.values() for f in folds)
+        self._where: dict[str, dict[str, tuple[int, int]]] = {}
+        for name, folds in experiments.items():
+            where = {}
+            for fi, f in enumerate(folds):
+                if tuple(f.probs.shape[1:]) != self.shape:
+                    raise ValueError(
+                        f"runs/{name}/fold{f.fold}/oof.npy: shape [C, H, W] = {f.probs.shape[1:]}, "
+                        f"but runs/{self.names[0]} has {self.shape}"
+                    )
+                for row, image_id in enumerate(f.ids):
+                    where[image_id] = (fi, row)
+            missing = [i for i in self.ids if i not in where]
+            extra = [i for i in where if i not in id_set]
+            if missing or extra:
+                what = f"lacks image {missing[0]!r}" if missing else f"has extra image {extra[0]!r}"
+                raise ValueError(
+                    f"experiment {name} {what} compared with {self.names[0]}: "
+                    "ensembled experiments must share their OOF images"
+                )
+            self._where[name] = where
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _gather(self, name: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 [n, C, H, W] (+ aux [n, C]) of ``ids`` from experiment ``name`` (sorted mmap reads)."""
+        folds = self.experiments[name]
+        pos = np.array([self._where[name][i] for i in ids], dtype=np.int64).reshape(-1, 2)
+        out = np.empty((len(ids),) + self.shape, dtype=np.uint8)
+        aux = np.empty((len(ids), self.shape[0]), dtype=np.uint8) if self.has_aux else None
+        for fi in np.unique(pos[:, 0]):
+            sel = np.flatnonzero(pos[:, 0] == fi)
+            rows = pos[sel, 1]
+            order = np.argsort(rows)
+            out[sel[order]] = folds[fi].probs[rows[order]]
+            if aux is not None:
+                aux[sel[order]] = folds[fi].aux[rows[order]]  # type: ignore[index]
+        return out, aux
+
+    def chunks(self, chunk_size: int) -> Iterator[Chunk]:
+        """Chunks of at most ``chunk_size`` images, fold by fold (in the first experiment's order)."""
+        chunk_size = max(1, int(chunk_size))
+        for f in self.experiments[self.names[0]]:
+            for start in range(0, len(f.ids), chunk_size):
+                ids = list(f.ids[start : start + chunk_size])
+                if len(self.names) == 1:
+                    q = np.ascontiguousarray(f.probs[start : start + len(ids)])
+                    aux = None if f.aux is None else np.asarray(f.aux[start : start + len(ids)])
+                else:
+                    acc = np.zeros((len(ids),) + self.shape, dtype=np.float32)
+                    aux_acc = np.zeros((len(ids), self.shape[0]), dtype=np.float32) if self.has_aux else None
+                    for name in self.names:
+                        part, part_aux = self._gather(name, ids)
+                        acc += part
+                        if aux_acc is not None:
+                            aux_acc += part_aux  # type: ignore[operator]
+                    q = np.rint(acc / np.float32(len(self.names))).astype(np.uint8)
+                    aux = None if aux_acc is None else np.rint(aux_acc / np.float32(len(self.names))).astype(np.uint8)
+                yield Chunk(ids, f.fold, q, aux)
+
+
+def load_oof(cfg: Config, runs: list[str]) -> OOFSet:
+    """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``)."""
+    return OOFSet({name: find_folds(Path(cfg.runs_dir) / name, name) for name in runs})
+
+
+class Truth:
+    """Ground-truth masks of training images at the OOF (submission) size, decoded on demand."""
+
+    def __init__(self, cfg: Config, size: tuple[int, int]) -> None:
+        self.cfg = cfg
+        self.size = (int(size[0]), int(size[1]))
+        labels = read_labels(cfg)
+        self.classes = list(cfg.competition.classes)
+        self.table = labels.set_index("image_id")[self.classes]
+        self.where = cfg.data_root / cfg.competition.train_csv
+
+    def check(self, ids: list[str]) -> None:
+        """Raise naming the first OOF image without a row in the training labels."""
+        missing = pd.Index(ids).difference(self.table.index)
+        if len(missing):
+            raise ValueError(f"OOF image {missing[0]!r} is not a training image of {self.where}")
+
+    def _native_size(self, image_id: str) -> tuple[int, int]:
+        spec = self.cfg.competition
+        if spec.image_size:
+            return int(spec.image_size[0]), int(spec.image_size[1])
+        if not spec.submission_size:
+            return self.size  # OOF at the native size
+        return image_size(self.cfg.data_root / spec.train_images / spec.image_file(image_id))
+
+    def masks(self, ids: list[str]) -> np.ndarray:
+        """bool [n, C, H, W] truth at the OOF size (nearest-neighbour resize when it differs)."""
+        out = np.zeros((len(ids), len(self.classes)) + self.size, dtype=bool)
+        rows = self.table.loc[ids].to_numpy(dtype=object)
+        for i, image_id in enumerate(ids):
+            if not any(rows[i]):
+                continue
+            m = decode_masks(list(rows[i]), self._native_size(image_id), image_id)  # [H, W, C]
+            m = resize_masks(m, self.size)
+            out[i] = np.moveaxis(m, -1, 0).astype(bool)
+        return out

@@ -1,0 +1,122 @@
+"""Tuning outputs: ``postprocess.json`` (read back by ``kseg.postprocess.load_postprocess``), ``tune.csv``
+(every cell's score per class, overall and per fold) and ``tune_<class>.png`` plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kseg.config import Config, atomic_write_text
+from kseg.postprocess import params_to_dict
+from kseg.tune.grid import AXES
+from kseg.tune.run import TuneResult
+
+log = logging.getLogger(__name__)
+
+RULE = "foreground: round(p*255) > floor(float32(t)*255); components 8-connected"
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe float (NaN -> null)."""
+    return None if math.isnan(x) else round(float(x), 6)
+
+
+def postprocess_dict(result: TuneResult, experiment: str) -> dict:
+    """The content of ``postprocess.json``."""
+    classes = []
+    for name, params, ch in zip(result.classes, result.params, result.choices):
+        classes.append(
+            {
+                "name": name,
+                "params": params_to_dict(params),
+                "scores": {"default": _num(ch.score_default), "tuned": _num(ch.score_tuned), "cv": _num(ch.score_cv)},
+                "cv_params": [params_to_dict(result.grid.params(c)) for c in ch.cv_cells],
+            }
+        )
+    return {
+        "version": 1,
+        "experiment": experiment,
+        "runs": result.runs,
+        "metric": result.metric,
+        "n_images": result.n_images,
+        "folds": result.folds,
+        "fold_images": result.table.counts.tolist(),
+        "scores": {"default": _num(result.score_default), "tuned": _num(result.score_tuned), "cv": _num(result.score_cv)},
+        "classes": classes,
+        "grid": result.grid.to_dict(),
+        "rule": RULE,
+    }
+
+
+def grid_frame(result: TuneResult) -> pd.DataFrame:
+    """One row per class x cell: class, the 6 parameters, score (all OOF), score_fold<K>."""
+    cells = pd.DataFrame([params_to_dict(p) for p in result.grid.cells()], columns=list(AXES))
+    frames = []
+    for c, name in enumerate(result.classes):
+        df = cells.copy()
+        df.insert(0, "class", name)
+        df["score"] = np.round(result.table.cell_means(c), 6)
+        for k, fold in enumerate(result.folds):
+            df[f"score_fold{fold}"] = np.round(result.table.fold_means(c)[k], 6)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"
+
+
+def plot_class(result: TuneResult, c: int, path: Path) -> None:
+    """Score vs threshold, one line per min_size, other axes at the chosen values; PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = result.grid
+    means = result.table.cell_means(c).reshape(grid.shape)
+    chosen = np.unravel_index(result.choices[c].cell, grid.shape)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for si, size in enumerate(grid.min_sizes):
+        ax.plot(grid.thresholds, means[(slice(None), si) + tuple(chosen[2:])], marker="o", ms=3, label=f"min_size {size}")
+    ax.axhline(result.choices[c].score_default, color="grey", ls="--", lw=1, label="default (thr 0.5)")
+    ax.plot(grid.thresholds[chosen[0]], means[chosen], "r*", ms=12, label="chosen")
+    rest = ", ".join(f"{a}={grid.axes[i][chosen[i]]}" for i, a in enumerate(AXES) if i >= 2 and len(grid.axes[i]) > 1)
+    ax.set_title(f"{result.classes[c]} ({result.metric}){': ' + rest if rest else ''}", fontsize=10)
+    ax.set_xlabel("threshold")
+    ax.set_ylabel(f"mean {result.metric}")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_outputs(cfg: Config, result: TuneResult, plots: bool = True) -> dict[str, Path]:
+    """Write postprocess.json, tune.csv and tune_<class>.png into ``cfg.run_dir``; returns the paths."""
+    out = cfg.run_dir
+    paths = {"postprocess": out / "postprocess.json", "csv": out / "tune.csv"}
+    atomic_write_text(paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name), indent=2) + "\n")
+    atomic_write_text(paths["csv"], grid_frame(result).to_csv(index=False))
+    if plots:
+        for c, name in enumerate(result.classes):
+            paths[f"plot_{name}"] = out / f"tune_{_safe(name)}.png"
+            plot_class(result, c, paths[f"plot_{name}"])
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths

@@ -1,0 +1,118 @@
+"""``tune(cfg, runs)``: stream the OOF store, score every grid cell per class, choose, report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kseg.config import Config
+from kseg.metrics import get_metric
+from kseg.postprocess import ClassParams
+from kseg.tune.grid import Grid
+from kseg.tune.oof import OOFSet, Truth, load_oof
+from kseg.tune.search import Choice, ScoreTable
+from kseg.tune.stats import class_grid_stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneResult:
+    """Chosen parameters and scores (means over image x class) of one tuning run."""
+
+    classes: list[str]
+    params: list[ClassParams]
+    choices: list[Choice]
+    grid: Grid
+    runs: list[str]
+    metric: str
+    folds: list[int]
+    table: ScoreTable
+
+    @property
+    def n_images(self) -> int:
+        return int(self.table.counts.sum())
+
+    def _mean(self, attr: str) -> float:
+        values = [getattr(c, attr) for c in self.choices]
+        return float("nan") if any(math.isnan(v) for v in values) else float(np.mean(values))
+
+    @property
+    def score_default(self) -> float:
+        """Threshold 0.5, no min size, no gates."""
+        return self._mean("score_default")
+
+    @property
+    def score_tuned(self) -> float:
+        """Chosen parameters scored on the OOF they were chosen on (optimistic)."""
+        return self._mean("score_tuned")
+
+    @property
+    def score_cv(self) -> float:
+        """Parameters chosen on K-1 folds, scored on the held fold, weighted by fold size."""
+        return self._mean("score_cv")
+
+
+def _check_size(cfg: Config, oof: OOFSet) -> None:
+    spec = cfg.competition
+    c, h, w = oof.shape
+    if c != spec.num_classes:
+        raise ValueError(f"OOF of {oof.names[0]} has {c} class channels, competition {spec.name} has {spec.num_classes}")
+    if spec.submission_size and (h, w) != tuple(spec.submission_size):
+        raise ValueError(
+            f"OOF of {oof.names[0]} is {h}x{w}, but competition {spec.name} submits at "
+            f"{spec.submission_size[0]}x{spec.submission_size[1]} (OOF must be stored at the submission size)"
+        )
+
+
+def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = None) -> TuneResult:
+    """Grid-search post-processing on the OOF predictions of ``runs`` (default: ``cfg.name``).
+
+    Streams ``cfg.tune.chunk_size`` images at a time; memory is bounded by the chunk, not the OOF.
+    ``progress=None`` shows the progress bar only on a terminal.
+    """
+    runs = list(runs or [cfg.name])
+    oof = load_oof(cfg, runs)
+    _check_size(cfg, oof)
+    grid = Grid.from_config(cfg.tune)
+    if grid.uses_aux and not oof.has_aux:
+        raise ValueError("tune.aux_gates > 0 need fold*/oof_aux.npy (aux-head OOF) in every run folder")
+    truth = Truth(cfg, oof.shape[1:])  # type: ignore[arg-type]
+    truth.check(oof.ids)
+    metric = get_metric(cfg.competition.metric)
+    num_classes = oof.shape[0]
+    table = ScoreTable(num_classes, len(oof.folds), grid.size)
+    fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
+    chunk_size = max(1, cfg.tune.chunk_size)
+    n_chunks = sum(math.ceil(len(f.ids) / chunk_size) for f in oof.experiments[oof.names[0]])
+    log.info(
+        "tuning %d cells x %d classes on %d OOF images of %s (%d folds)",
+        grid.size, num_classes, len(oof), ", ".join(runs), len(oof.folds),
+    )  # fmt: skip
+    bar = tqdm(oof.chunks(chunk_size), total=n_chunks, desc="tune", unit="chunk", disable=None if progress is None else not progress)
+    for chunk in bar:
+        n = len(chunk.ids)
+        masks = truth.masks(chunk.ids)
+        fold_index = np.full(n, fold_pos[chunk.fold], dtype=np.int64)
+        table.add_images(fold_index)
+        for c in range(num_classes):
+            aux = None if chunk.aux is None else chunk.aux[:, c]
+            st = class_grid_stats(chunk.q[:, c], masks[:, c], grid, aux)
+            scores = metric(st.inter, st.pred_area, st.true_area).reshape(grid.size, n)
+            default = metric(st.default_inter, st.default_pred_area, st.true_area)
+            table.add(c, fold_index, scores, default)
+    choices = [table.choose(c) for c in range(num_classes)]
+    return TuneResult(
+        classes=list(cfg.competition.classes),
+        params=[grid.params(ch.cell) for ch in choices],
+        choices=choices,
+        grid=grid,
+        runs=runs,
+        metric=cfg.competition.metric,
+        folds=list(oof.folds),
+        table=table,
+    )

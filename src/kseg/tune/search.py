@@ -1,0 +1,91 @@
+"""Score accumulation over chunks and the choice of parameters: optimistic and cross-validated.
+
+Scores are summed per (class, fold, cell) so that choosing on K-1 folds is a subtraction. The metric
+is a mean over image x class, so each class is chosen independently and the overall score is the mean
+over classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TIE_TOL = 1e-9  # cells within TIE_TOL * n_images of the best count as tied; the first one wins
+
+
+def best_cell(sums: np.ndarray, count: int) -> int:
+    """Index of the best cell of score sums [cells]: the first within the tie tolerance of the max."""
+    top = float(sums.max())
+    return int(np.flatnonzero(sums >= top - TIE_TOL * max(count, 1))[0])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Result for one class. Scores are means over images; ``cv_cells`` [F] = cell chosen per held fold."""
+
+    cell: int
+    score_tuned: float
+    score_default: float
+    score_cv: float
+    cv_cells: tuple[int, ...]
+
+
+class ScoreTable:
+    """Sums of per-image scores: ``sums`` [C, F, cells], ``default`` [C, F], ``counts`` [F]."""
+
+    def __init__(self, num_classes: int, num_folds: int, num_cells: int) -> None:
+        self.sums = np.zeros((num_classes, num_folds, num_cells), dtype=np.float64)
+        self.default = np.zeros((num_classes, num_folds), dtype=np.float64)
+        self.counts = np.zeros(num_folds, dtype=np.int64)
+
+    def add_images(self, fold_index: np.ndarray) -> None:
+        """Count the images of a chunk: fold_index int [n] (positions into the fold axis)."""
+        self.counts += np.bincount(fold_index, minlength=self.counts.size)
+
+    def add(self, c: int, fold_index: np.ndarray, scores: np.ndarray, default: np.ndarray) -> None:
+        """Add one class's per-image scores of a chunk: scores float [cells, n], default float [n]."""
+        for k in np.unique(fold_index):
+            sel = fold_index == k
+            self.sums[c, k] += scores[:, sel].sum(axis=1)
+            self.default[c, k] += default[sel].sum()
+
+    def choose(self, c: int) -> Choice:
+        """Best cell on all images, its (optimistic) score, the default score and the CV score.
+
+        CV: for every fold with images, choose on the other folds and score the held fold; the
+        fold scores are averaged weighted by image count (= sum over folds / all images). NaN with
+        fewer than two folds.
+        """
+        sums, counts = self.sums[c], self.counts
+        n = int(counts.sum())
+        if n == 0:
+            raise ValueError("no OOF images to tune on")
+        total = sums.sum(axis=0)
+        cell = best_cell(total, n)
+        present = np.flatnonzero(counts > 0)
+        cv_cells: list[int] = []
+        cv = float("nan")
+        if present.size >= 2:
+            held_sum = 0.0
+            for k in present:
+                chosen = best_cell(total - sums[k], n - int(counts[k]))
+                cv_cells.append(chosen)
+                held_sum += float(sums[k, chosen])
+            cv = held_sum / n
+        return Choice(
+            cell=cell,
+            score_tuned=float(total[cell]) / n,
+            score_default=float(self.default[c].sum()) / n,
+            score_cv=cv,
+            cv_cells=tuple(cv_cells),
+        )
+
+    def cell_means(self, c: int) -> np.ndarray:
+        """Mean score of every cell over all images [cells]."""
+        return self.sums[c].sum(axis=0) / max(int(self.counts.sum()), 1)
+
+    def fold_means(self, c: int) -> np.ndarray:
+        """Mean score of every cell per fold [F, cells] (NaN for folds without images)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sums[c] / np.where(self.counts > 0, self.counts, np.nan)[:, None]
