@@ -1,0 +1,78 @@
+"""``kseg predict``: fold/model ensemble with TTA on the test images -> validated submission csv.
+
+    kseg predict -c CONFIG [--runs EXP ...] [--folds 0,1,2] [--tta none|hflip|vflip|hvflip|d4]
+                 [--out PATH] [--save-probs DIR] [--pseudo-labels OUT.csv --confidence 0.9] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from kseg.cli import add_config_arguments
+from kseg.tta import tta_names
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--runs", nargs="+", metavar="EXP", default=None,
+                   help="experiments to ensemble (runs/<EXP>/fold*/); default: the config's own")
+    p.add_argument("--folds", default=None, help="comma-separated folds, e.g. 0,1,2 (default: predict.folds, else all found)")
+    p.add_argument("--tta", choices=tta_names(), default=None, help="test-time augmentation (default: predict.tta)")
+    p.add_argument("--weights", default="best.pt", help="checkpoint file inside each fold folder (best.pt | last.pt)")
+    p.add_argument("--out", default=None, help="submission path (default: submissions/<exp>-<YYYYmmdd-HHMMSS>.csv)")
+    p.add_argument("--save-probs", default=None, metavar="DIR", help="also keep uint8 probabilities per image in DIR")
+    p.add_argument("--pseudo-labels", default=None, metavar="OUT.csv",
+                   help="also write confident test images as train-format labels")
+    p.add_argument("--confidence", type=float, default=None,
+                   help="pixel confidence for pseudo-labels (default: predict.pseudo_confidence)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+
+
+def _split_runs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """``--runs a b key=value`` swallows trailing overrides: give them back."""
+    runs = [r for r in (args.runs or []) if "=" not in r]
+    overrides = list(args.overrides) + [r for r in (args.runs or []) if "=" in r]
+    return runs, overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from kseg.config import load_config
+    from kseg.infer.checkpoints import parse_folds
+    from kseg.infer.pipeline import predict_submission
+    from kseg.submission.validate import validate_submission
+
+    runs, overrides = _split_runs(args)
+    cfg = load_config(args.config, overrides)
+    result = predict_submission(
+        cfg,
+        runs=runs,
+        folds=parse_folds(args.folds),
+        tta=args.tta,
+        out=args.out,
+        save_probs=args.save_probs,
+        pseudo_labels=args.pseudo_labels,
+        confidence=args.confidence,
+        weights=args.weights,
+        progress=not args.no_progress,
+    )
+    report = validate_submission(result.path, cfg)
+    valid = bool(getattr(report, "ok", not getattr(report, "problems", [])))
+    summary = report.summary() if callable(getattr(report, "summary", None)) else getattr(report, "summary", report)
+    log.info("validation of %s:\n%s", result.path, summary)
+    shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(cfg.competition.classes, result.empty_share))
+    print(f"predicted {result.images} images with {result.members} checkpoint(s) x {result.views} TTA view(s) "
+          f"in {result.seconds:.1f}s; empty masks: {shares}")  # fmt: skip
+    if result.pseudo_path is not None:
+        print(f"pseudo-labels: {result.pseudo_kept} of {result.images} images -> {result.pseudo_path}")
+    if result.probs_dir is not None:
+        print(f"probabilities: {result.probs_dir}")
+    if not valid:
+        for problem in getattr(report, "problems", []):
+            log.error("%s", problem)
+        print(f"submission INVALID: {result.path}")
+        return 1
+    print(f"submission: {result.path}")
+    return 0

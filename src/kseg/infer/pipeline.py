@@ -1,0 +1,162 @@
+"""``kseg predict`` end to end: ensemble -> post-processing -> RLE -> submission (+ probs, pseudo-labels).
+
+Everything streams: per test batch the ensemble probabilities are restored to the submission size,
+quantized, post-processed, encoded and handed to the writers; only RLE strings of images ahead of the
+sample order (none when images come in sample order) and a few numbers per image are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kseg.competition import list_test_ids
+from kseg.config import Config
+from kseg.data.rle import encode_batch
+from kseg.infer.ensemble import Ensemble
+from kseg.infer.probs_store import ProbsWriter
+from kseg.infer.pseudo import PseudoLabelWriter, check_confidence
+from kseg.infer.stream import predict_images
+from kseg.submission.write import SubmissionWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PredictResult", "default_submission_path", "load_params", "predict_submission"]
+
+
+@dataclass
+class PredictResult:
+    """What ``predict_submission`` did."""
+
+    path: Path
+    images: int
+    seconds: float
+    members: int
+    views: int
+    empty_share: list[float] = field(default_factory=list)  # per class, share of images with an empty mask
+    skipped: list[str] = field(default_factory=list)
+    pseudo_path: Path | None = None
+    pseudo_kept: int = 0
+    probs_dir: Path | None = None
+
+
+def default_submission_path(cfg: Config, now: datetime | None = None) -> Path:
+    """``submissions/<exp>-<YYYYmmdd-HHMMSS>.csv`` ('/' in the experiment name becomes '-')."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
+
+
+def load_params(cfg: Config) -> list[Any]:
+    """Per-class post-processing from ``runs/<exp>/postprocess.json``, else the defaults (with a warning)."""
+    from kseg.postprocess import default_params, load_postprocess
+
+    path = cfg.run_dir / "postprocess.json"
+    if path.is_file():
+        params = load_postprocess(path, cfg.competition.num_classes)
+        log.info("post-processing from %s", path)
+        return params
+    log.warning("%s not found: using the default post-processing (threshold 0.5); run `kseg tune` first", path)
+    return default_params(cfg.competition.num_classes)
+
+
+def predict_submission(
+    cfg: Config,
+    runs: Sequence[str] = (),
+    folds: Sequence[int] = (),
+    tta: str | None = None,
+    out: str | Path | None = None,
+    save_probs: str | Path | None = None,
+    pseudo_labels: str | Path | None = None,
+    confidence: float | None = None,
+    weights: str = "best.pt",
+    ensemble: Ensemble | None = None,
+    progress: bool = True,
+) -> PredictResult:
+    """Predict the competition's test images and write the submission csv; returns a summary.
+
+    ``runs`` default to the config's experiment, ``folds`` to ``predict.folds`` (empty = every fold
+    found), ``tta`` to ``predict.tta``. Post-processing comes from ``runs/<cfg.name>/postprocess.json``.
+    """
+    from kseg.postprocess import apply_postprocess
+
+    spec = cfg.competition
+    tta = tta or cfg.predict.tta
+    if ensemble is None:
+        ensemble = Ensemble.from_runs(
+            cfg, runs or (cfg.name,), folds or cfg.predict.folds, tta=tta, device=cfg.train.device,
+            amp=cfg.predict.amp, weights=weights,
+        )  # fmt: skip
+    params = load_params(cfg)
+    has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
+    gated = [spec.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
+    if gated and not has_aux:
+        raise ValueError(f"postprocess.json uses aux_gate for {gated} but no checkpoint has an aux head")
+    root = cfg.data_root
+    sample = root / spec.sample_submission
+    if not sample.is_file():
+        raise FileNotFoundError(f"sample submission not found: {sample} (the submission copies its rows)")
+    ids = list_test_ids(spec, root)
+    image_dir = root / spec.test_images
+    out_path = Path(out) if out else default_submission_path(cfg)
+    if pseudo_labels is not None:
+        confidence = check_confidence(confidence if confidence is not None else cfg.predict.pseudo_confidence)
+    log.info(
+        "predicting %d test images with %d checkpoint(s) of %s, tta=%s (%d views), device %s",
+        len(ids), len(ensemble), ", ".join(ensemble.experiments), tta, len(ensemble.pairs), ensemble.device,
+    )  # fmt: skip
+    start = time.perf_counter()
+    empty = np.zeros(spec.num_classes, dtype=np.int64)
+    n = 0
+    with ExitStack() as stack:
+        writer = SubmissionWriter(spec, sample, out_path)
+        stack.callback(writer.abort)  # no-op after a successful close
+        probs_writer = ProbsWriter(save_probs, spec.classes) if save_probs else None
+        pseudo = None
+        if pseudo_labels is not None:
+            pseudo = PseudoLabelWriter(spec, pseudo_labels, cfg.predict.pseudo_min_fraction)
+            stack.callback(pseudo.abort)
+        for pred in predict_images(
+            ensemble, ids, image_dir, confidence=confidence if pseudo is not None else None, progress=progress
+        ):
+            masks = apply_postprocess(pred.q, params, pred.aux)
+            writer.add(pred.image_id, encode_batch(masks))
+            empty += ~masks.reshape(masks.shape[0], -1).any(axis=1)
+            n += 1
+            if probs_writer is not None:
+                probs_writer.add(pred.image_id, pred.q, pred.aux)
+            if pseudo is not None and pred.confident is not None:
+                pseudo.add(pred.image_id, masks, pred.confident, pred.native_size)
+        skipped = writer.missing
+        if skipped:  # data.on_bad_image=skip dropped them: Kaggle still needs their rows
+            log.warning("%d unreadable test image(s) get empty masks: %s", len(skipped), skipped[:5])
+            for image_id in skipped:
+                writer.add(image_id, [""] * spec.num_classes)
+        path = writer.close()
+        pseudo_path = pseudo.close() if pseudo is not None else None
+        if probs_writer is not None:
+            probs_writer.close()
+    seconds = time.perf_counter() - start
+    result = PredictResult(
+        path=path,
+        images=n,
+        seconds=seconds,
+        members=len(ensemble),
+        views=len(ensemble.pairs),
+        empty_share=(empty / max(n, 1)).tolist(),
+        skipped=skipped,
+        pseudo_path=pseudo_path,
+        pseudo_kept=pseudo.kept if pseudo is not None else 0,
+        probs_dir=Path(save_probs) if save_probs else None,
+    )
+    log.info("wrote %s: %d images in %.1fs (%.2f images/s)", path, n, seconds, n / max(seconds, 1e-9))
+    if pseudo is not None:
+        log.info("pseudo-labels: %d of %d test images confident -> %s", pseudo.kept, n, pseudo_path)
+    return result

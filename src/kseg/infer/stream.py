@@ -1,0 +1,113 @@
+"""Streaming test-set prediction: one batch in memory at a time, one image out at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kseg.data.geometry import restore, submission_size
+from kseg.infer.ensemble import Ensemble
+from kseg.infer.pseudo import confident_share
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Prediction", "predict_images", "restore_batch"]
+
+
+@dataclass
+class Prediction:
+    """Ensemble output for one test image, at the submission size."""
+
+    image_id: str
+    q: np.ndarray  # uint8 [C, H, W] = quantize(probabilities)
+    aux: np.ndarray | None  # float32 [C] aux-head probabilities, None without aux heads
+    native_size: tuple[int, int]  # (H, W) of the image file
+    confident: np.ndarray | None = None  # float32 [C] share of confident pixels (with ``confidence``)
+
+
+def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg) -> list[torch.Tensor]:
+    """probs [N, C, h, w] at the model size -> N tensors [C, H_i, W_i] at each image's submission size.
+
+    ``sizes`` is LongTensor [N, 2] of native (H, W); images of equal size are restored together.
+    """
+    native = [tuple(int(v) for v in s) for s in sizes.tolist()]
+    out: list[torch.Tensor | None] = [None] * len(native)
+    for size in dict.fromkeys(native):
+        idx = [i for i, s in enumerate(native) if s == size]
+        sub = submission_size(cfg, size)
+        restored = restore(probs[idx], sub, cfg, native_size=size)
+        for j, i in enumerate(idx):
+            out[i] = restored[j]
+    return out  # type: ignore[return-value]
+
+
+def _loaders(ensemble: Ensemble, image_ids: Sequence[str], image_dir: Path, batch_size: int, num_workers: int | None):
+    from kseg.data.dataset import SegDataset, make_loader
+
+    out = []
+    for g in ensemble.groups:
+        cfg = g.cfg
+        if num_workers is not None:
+            import dataclasses
+
+            cfg = cfg.replace(data=dataclasses.replace(cfg.data, num_workers=num_workers))
+        ds = SegDataset(cfg, list(image_ids), train=False, image_dir=image_dir)
+        out.append(make_loader(ds, cfg, train=False, batch_size=batch_size))
+    return out
+
+
+def predict_images(
+    ensemble: Ensemble,
+    image_ids: Sequence[str],
+    image_dir: str | Path,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    confidence: float | None = None,
+    progress: bool = True,
+) -> Iterator[Prediction]:
+    """Predict ``image_ids`` (files in ``image_dir``) with the ensemble, yielding one image at a time.
+
+    Probabilities of every group of members are restored to the submission size
+    (``competition.submission_size``, else the image's own size) and summed with the ensemble weights,
+    then quantized to uint8. With ``confidence`` the share of confident pixels per class is computed
+    on the float probabilities (for pseudo-labels). Images skipped by the dataset
+    (``data.on_bad_image=skip``) are not yielded.
+    """
+    from kseg.postprocess import quantize
+
+    bs = batch_size or ensemble.cfg.predict.batch_size
+    loaders = _loaders(ensemble, image_ids, Path(image_dir), bs, num_workers)
+    total = len(loaders[0])
+    for batches in tqdm(zip(*loaders), total=total, desc="predict", unit="batch", disable=not progress):
+        ids = list(batches[0]["id"])
+        sizes = batches[0]["size"]
+        acc: list[torch.Tensor] | None = None
+        aux_acc: torch.Tensor | None = None
+        aux_w = 0.0
+        for gi, (g, batch) in enumerate(zip(ensemble.groups, batches)):
+            if list(batch["id"]) != ids:
+                raise RuntimeError("test loaders of the ensemble groups went out of step")
+            probs, aux, w = ensemble.predict(batch["image"], gi)
+            restored = restore_batch(probs, sizes, g.cfg)
+            acc = restored if acc is None else [a + r for a, r in zip(acc, restored)]
+            if aux is not None:
+                aux_acc = aux if aux_acc is None else aux_acc + aux
+                aux_w += w
+        assert acc is not None
+        aux_np = (aux_acc / aux_w).float().cpu().numpy() if aux_acc is not None else None
+        for i, image_id in enumerate(ids):
+            p = acc[i].clamp_(0.0, 1.0)
+            share = confident_share(p, confidence).cpu().numpy() if confidence is not None else None
+            yield Prediction(
+                image_id=str(image_id),
+                q=quantize(p),
+                aux=None if aux_np is None else aux_np[i],
+                native_size=(int(sizes[i, 0]), int(sizes[i, 1])),
+                confident=share,
+            )
