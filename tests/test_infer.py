@@ -297,3 +297,25 @@ def test_kseg_predict_cli(tiny_runs: Config, demo_root: Path, tmp_path: Path, ca
     rc = main(["predict", "-c", str(repo / "configs" / "demo.yaml"), "--out", str(out), "--folds", "0,5",
                "--runs", "demo", *overrides])  # fmt: skip
     assert rc == 1
+
+
+def test_kseg_predict_exits_1_when_the_validator_rejects(
+    tiny_runs: Config, demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import kseg.submission.validate as validate
+    from kseg.cli import main
+
+    real = validate.validate_submission
+
+    def strict(path: Path, cfg: Config):
+        report = real(path, cfg)
+        assert report.ok, report.problems  # our output is valid; then pretend Kaggle disagrees
+        report.problems.append("row 2: pretend problem")
+        return report
+
+    monkeypatch.setattr(validate, "validate_submission", strict)
+    repo = Path(__file__).resolve().parents[1]
+    rc = main(["predict", "-c", str(repo / "configs" / "demo.yaml"), "--out", str(tmp_path / "s.csv"), "--no-progress",
+               f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}", "data.image_size=[64,128]", "train.device=cpu"])  # fmt: skip
+    assert rc == 1
+    assert "submission INVALID" in capsys.readouterr().out

@@ -59,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report = validate_submission(result.path, cfg)
-    valid = bool(getattr(report, "ok", not getattr(report, "problems", [])))
-    summary = report.summary() if callable(getattr(report, "summary", None)) else getattr(report, "summary", report)
-    log.info("validation of %s:\n%s", result.path, summary)
+    log.info("validation:\n%s", report.summary())
     shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(cfg.competition.classes, result.empty_share))
     print(f"predicted {result.images} images with {result.members} checkpoint(s) x {result.views} TTA view(s) "
           f"in {result.seconds:.1f}s; empty masks: {shares}")  # fmt: skip
@@ -69,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pseudo-labels: {result.pseudo_kept} of {result.images} images -> {result.pseudo_path}")
     if result.probs_dir is not None:
         print(f"probabilities: {result.probs_dir}")
-    if not valid:
-        for problem in getattr(report, "problems", []):
+    if not report.ok:
+        for problem in report.problems:
             log.error("%s", problem)
         print(f"submission INVALID: {result.path}")
         return 1
