@@ -81,4 +81,6 @@ class Grid:
         return [ClassParams(**dict(zip(AXES, combo))) for combo in itertools.product(*self.axes)]
 
     def to_dict(self) -> dict[str, list]:
-        return {axis: list(values) for axis, values in zip(AXES, self.axes)}
+        """Values per axis under the ``tune`` config names (thresholds, min_sizes, ...)."""
+        names = ("thresholds", "min_sizes", "min_areas", "max_prob_gates", "aux_gates", "top_thresholds")
+        return {name: list(values) for name, values in zip(names, self.axes)}
