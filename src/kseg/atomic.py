@@ -1,0 +1,72 @@
+"""Atomic binary writes: temp file in the target folder + fsync + ``os.replace``.
+
+Readers (a tuning job polling ``runs/``, a resumed run) never see half a file. Text files use
+``kseg.config.atomic_write_text``; this module covers torch checkpoints and anything streamed to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+def temp_path(path: str | Path, suffix: str = ".tmp") -> Path:
+    """A fresh, unique temp file name next to ``path`` (created empty, so the name is reserved)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts get the usual permissions
+    return Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: str | Path, path: str | Path) -> None:
+    """fsync ``tmp`` then atomically rename it over ``path``."""
+    fsync_file(tmp)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path to write; on success it replaces ``path``, on error it is removed."""
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        commit(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file)`` on a temp file, then atomically move it to ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` that never leaves a truncated file at ``path``."""
+    atomic_write_bytes(path, lambda f: torch.save(obj, f))

@@ -1,0 +1,206 @@
+"""Segmentation models from segmentation-models-pytorch, their outputs, and checkpoint files.
+
+``build_model(cfg)`` wraps ``smp.create_model`` so ``forward(x[N,3,h,w])`` returns
+``{"mask": logits [N,K,h,w], "aux": logits [N,C]}`` (``aux`` only with ``model.aux_head``); K = C for
+binary/multilabel (sigmoid), K = C+1 for multiclass (softmax, background at channel 0).
+``save_checkpoint`` / ``load_checkpoint`` store the state dict with the resolved config, so a checkpoint
+alone rebuilds its model (no network: it is built with ``encoder_weights=None`` then loaded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from kseg import __version__
+from kseg.atomic import atomic_torch_save
+from kseg.config import Config, config_from_dict, config_to_dict
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+_PREFIXES = ("module.", "net.", "encoder.", "model.")
+
+
+def num_outputs(cfg: Config) -> int:
+    """Mask channels K the network predicts: C (sigmoid modes) or C + 1 (multiclass, background first)."""
+    c = cfg.competition.num_classes
+    return c + 1 if cfg.competition.mode == "multiclass" else c
+
+
+class SegModel(nn.Module):
+    """An smp model whose forward returns ``{"mask": [N,K,h,w], "aux": [N,C]}`` (aux only with a head)."""
+
+    def __init__(self, net: nn.Module, aux_head: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.aux_head = aux_head
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.net.encoder
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        if self.aux_head:
+            mask, aux = out
+            return {"mask": mask, "aux": aux}
+        return {"mask": out}
+
+
+def is_weights_file(value: str) -> bool:
+    """Whether ``model.encoder_weights`` names a local file rather than an smp weights name."""
+    return Path(value).exists() or value.endswith(WEIGHT_FILE_SUFFIXES) or "/" in value or "\\" in value
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file (.safetensors, or a torch file holding a state dict / a checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.encoder_weights: weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise ValueError(f"model.encoder_weights: {path} does not hold a state dict")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
+    """Peel wrapper prefixes (``module.``, ``net.``, ``encoder.``...) and keep the version matching ``own`` best."""
+    best, cur = state, state
+    for _ in range(8):
+        p = next((p for p in _PREFIXES if any(k.startswith(p) for k in cur)), None)
+        if p is None:
+            break
+        cur = {k[len(p) :] if k.startswith(p) else k: v for k, v in cur.items()}
+        if len(own & set(cur)) > len(own & set(best)):
+            best = cur
+    return best
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Load a local weights file into ``encoder`` (non-strict); returns (missing, ignored) key lists.
+
+    Keys are matched after stripping wrapper prefixes; keys with another shape are ignored. Raises
+    when no key matches (the wrong file), warns about missing keys.
+    """
+    own = encoder.state_dict()
+    state = _strip_prefixes(read_state_dict(path), set(own))
+    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    ignored = sorted(set(state) - set(usable))
+    if not usable:
+        raise ValueError(
+            f"model.encoder_weights: no tensor of {path} matches the encoder "
+            f"(file keys like {sorted(state)[:3]}, encoder keys like {sorted(own)[:3]})"
+        )
+    nn.Module.load_state_dict(encoder, usable, strict=False)  # bypass smp's override: we report keys
+    missing = sorted(set(own) - set(usable))
+    if missing:
+        log.warning("encoder weights %s: %d encoder tensors not in the file, e.g. %s", path, len(missing), missing[:5])
+    if ignored:
+        log.info("encoder weights %s: ignored %d tensors (not in the encoder or other shape)", path, len(ignored))
+    return missing, ignored
+
+
+def build_model(cfg: Config) -> SegModel:
+    """The smp model of ``cfg.model`` with K output channels (see ``num_outputs``)."""
+    m = cfg.model
+    kwargs: dict[str, Any] = dict(m.kwargs)
+    aux_extra = kwargs.pop("aux_params", {}) or {}
+    weights = m.encoder_weights
+    local = weights is not None and is_weights_file(weights)
+    if m.aux_head:
+        kwargs["aux_params"] = {"classes": cfg.competition.num_classes, "dropout": 0.2, **aux_extra}
+    try:
+        net = smp.create_model(
+            m.arch,
+            encoder_name=m.encoder,
+            encoder_weights=None if local else weights,
+            in_channels=3,
+            classes=num_outputs(cfg),
+            **kwargs,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"model: cannot build {m.arch} with encoder {m.encoder} and kwargs {kwargs}: {e}") from e
+    if local:
+        load_encoder_weights(net.encoder, weights)  # type: ignore[arg-type]
+    return SegModel(net, aux_head=m.aux_head)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP / EMA (AveragedModel) / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, torch.optim.swa_utils.AveragedModel)):
+            model = model.module
+        else:
+            return model
+
+
+def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (``requires_grad=False``) or unfreeze the encoder's parameters."""
+    for p in unwrap(model).encoder.parameters():  # type: ignore[union-attr]
+        p.requires_grad_(trainable)
+
+
+def probs_from_output(out: dict[str, torch.Tensor], mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Model output -> (probs [N,C,h,w] float32, aux probs [N,C] | None).
+
+    Sigmoid for binary/multilabel; softmax for multiclass with the background channel 0 dropped.
+    """
+    logits = out["mask"].float()
+    if mode == "multiclass":
+        probs = logits.softmax(dim=1)[:, 1:]
+    else:
+        probs = logits.sigmoid()
+    aux = out.get("aux")
+    return probs, (aux.float().sigmoid() if aux is not None else None)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Probabilities of a batch x [N,3,h,w]: (probs [N,C,h,w], aux probs [N,C] | None)."""
+    return probs_from_output(model(x), mode)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, **extra: Any) -> None:
+    """Atomically write {"state_dict", "config" (plain dict), "kseg_version", **extra} to ``path``."""
+    payload = {
+        "state_dict": unwrap(model).state_dict(),
+        "config": config_to_dict(cfg),
+        "kseg_version": __version__,
+        **extra,
+    }
+    atomic_torch_save(payload, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegModel, Config]:
+    """(model in eval mode, Config) rebuilt from the checkpoint file alone; no weights download."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path}: not a kseg checkpoint (needs keys 'state_dict' and 'config')")
+    cfg = config_from_dict(ckpt["config"])
+    offline = cfg.replace(model=dataclasses.replace(cfg.model, encoder_weights=None))
+    model = build_model(offline)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: state dict does not fit {cfg.model.arch}/{cfg.model.encoder}: {e}") from e
+    return model.to(map_location).eval(), cfg

@@ -1,0 +1,5 @@
+"""Fold training: ``train_fold`` / ``train_folds`` write ``runs/<exp>/fold<K>/`` (see docs/artefacts.md)."""
+
+from kseg.train.fit import FoldResult, train_fold, train_folds
+
+__all__ = ["FoldResult", "train_fold", "train_folds"]

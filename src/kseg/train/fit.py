@@ -1,0 +1,267 @@
+"""Train one fold end to end: ``train_fold(cfg, fold, resume)`` writes the artefacts of ``runs/<exp>/fold<K>/``.
+
+Per epoch: train, validate (loss at model size; competition metric and OOF at submission size), then in
+this order ``best.pt`` + ``oof.npy`` (when the metric improved), ``metrics.csv``, ``last.pt``. Only rank 0
+writes; metrics are reduced over ranks so every rank takes the same early-stopping decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from kseg.config import Config, config_to_dict, save_config
+from kseg.data.dataset import fold_split, read_labels
+from kseg.data.geometry import submission_size
+from kseg.losses import build_loss
+from kseg.metrics import score_from_stats
+from kseg.models import build_model, save_checkpoint, set_encoder_trainable
+from kseg.optim import build_optimizer, build_scheduler
+from kseg.train import dist as D
+from kseg.train.data import FoldData, build_fold_data
+from kseg.train.loop import Runtime, ValOutput, train_one_epoch, validate
+from kseg.train.oof import OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_ids
+from kseg.train.seed import configure_determinism, rng_state, seed_everything, set_rng_state
+from kseg.train.state import BEST, LAST, METRICS_CSV, Progress, load_last, write_metrics_csv
+from kseg.train.tracking import Tracker, start_tracker
+from kseg.train.truth import TruthTable
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, Progress], None]
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: int
+    best_score: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    fold_dir: Path
+
+
+def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
+    """(N val images of this rank, C, H, W) at the submission size (from the spec or the first image)."""
+    native = cfg.competition.image_size
+    if native is None and cfg.competition.submission_size is None:
+        native = tuple(int(v) for v in data.val_ds[0]["size"].tolist())
+    h, w = submission_size(cfg, native or (0, 0))
+    return len(data.val_index), cfg.competition.num_classes, h, w
+
+
+def _reduce_val(res: ValOutput, n_val: int, metric: str, info: D.DistInfo) -> tuple[float, float]:
+    """(val loss, competition metric over every val image x class), identical on every rank."""
+    loss_sum, count = D.all_reduce_sum([res.loss_sum, float(res.count)], info)
+    parts = D.all_gather_objects(res.stats(), info)
+    pos = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
+    if len(pos) != n_val or len(np.unique(pos)) != n_val:
+        raise RuntimeError(f"validation covered {len(np.unique(pos))} of {n_val} images")
+    stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
+    score = score_from_stats(*stats, metric)
+    return (loss_sum / count if count else math.nan), score
+
+
+def _wrap(model: torch.nn.Module, info: D.DistInfo) -> torch.nn.Module:
+    if not info.distributed:
+        return model
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def train_fold(
+    cfg: Config,
+    fold: int,
+    resume: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+    info: D.DistInfo | None = None,
+) -> FoldResult:
+    """Train ``fold`` (resuming from ``last.pt`` when asked); returns the best score and epoch.
+
+    ``on_epoch_end(epoch, progress)`` runs after each epoch's artefacts are written (tests use it to
+    simulate a kill). Under torchrun pass nothing: the process group is joined from the environment.
+    """
+    info = info or D.init_distributed(cfg.train.device)
+    t = cfg.train
+    configure_determinism(t.deterministic)
+    seed_everything(t.seed)
+    rt = Runtime.from_config(cfg, info)
+    fold_dir = cfg.fold_dir(fold)
+    labels = read_labels(cfg, with_pseudo=True)
+    train_ids, val_ids = fold_split(cfg, fold, labels)
+    data = build_fold_data(cfg, train_ids, val_ids, labels, info)
+    truth = TruthTable(cfg, labels)
+    shape = oof_shape(cfg, data)
+
+    model = build_model(cfg).to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg).to(rt.device)
+    optimizer = build_optimizer(cfg, model.parameters())
+    steps_per_epoch = math.ceil(len(data.train_loader) / max(1, t.accumulate))
+    schedule = build_scheduler(cfg, optimizer, max(1, steps_per_epoch))
+    scaler = torch.amp.GradScaler("cuda", enabled=rt.amp)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True) if t.ema else None
+    progress = Progress()
+
+    if resume:
+        ckpt = load_last(fold_dir / LAST, map_location=rt.device)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["scheduler"])
+        if ckpt["scaler"]:  # a disabled GradScaler (CPU) saves {} and refuses to load it
+            scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"{fold_dir / LAST}: train.ema is on but the checkpoint has no EMA weights")
+            ema.load_state_dict(ckpt["ema"])
+        progress = Progress.from_dict(ckpt["progress"])
+        data.generator.set_state(ckpt["generator"])
+        set_rng_state(ckpt["rng"])
+        _warn_config_changes(ckpt["config"], cfg)
+        log.info("fold %d: resumed after epoch %d (best %.4f at epoch %d)", fold, progress.epoch,
+                 progress.best_score, progress.best_epoch)  # fmt: skip
+
+    tracker: Tracker = Tracker()
+    if info.is_main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh run replaces every artefact of an older one
+            for name in (BEST, LAST, OOF_FILE, METRICS_CSV):
+                (fold_dir / name).unlink(missing_ok=True)
+        save_config(cfg)
+        write_ids(fold_dir / OOF_IDS_FILE, data.val_ids)
+        tracker = start_tracker(cfg, fold, progress.wandb_id)
+        progress.wandb_id = tracker.run_id or progress.wandb_id
+    D.barrier(info)
+
+    start = time.time()
+    net, frozen = _wrap(model, info), None
+    try:
+        while progress.epoch < t.epochs and not progress.stopped_early:
+            epoch = progress.epoch
+            want_frozen = epoch < cfg.model.freeze_encoder_epochs
+            if want_frozen != frozen:
+                set_encoder_trainable(model, not want_frozen)
+                net, frozen = _wrap(model, info), want_frozen  # DDP registers trainable params at wrap time
+            t0 = time.time()
+            data.train_sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            tl_sum, tl_n = train_one_epoch(net, model, data.train_loader, loss_fn, optimizer, schedule, scaler, ema,
+                                           cfg, rt, info, desc=f"fold{fold} ep{epoch + 1} train")  # fmt: skip
+            tl_sum, tl_n = D.all_reduce_sum([tl_sum, float(tl_n)], info)
+            eval_model = ema.module if ema is not None else model
+            writer = OofWriter(fold_dir / OOF_FILE, shape) if shape[0] else None
+            try:
+                res = validate(eval_model, data.val_loader, data.val_index, loss_fn, truth, writer, cfg, rt,
+                               desc=f"fold{fold} ep{epoch + 1} val", n_images=t.log_images if info.is_main else 0)  # fmt: skip
+                val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
+                improved = math.isfinite(score) and score > progress.best_score
+                _store_oof(writer, improved, fold_dir, data, info)
+            except BaseException:
+                if writer is not None:
+                    writer.discard()
+                raise
+            schedule.step_epoch(score)
+            progress.epoch = epoch + 1
+            if improved:
+                progress.best_score, progress.best_epoch, progress.bad_epochs = score, epoch + 1, 0
+            else:
+                progress.bad_epochs += 1
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl_sum / max(tl_n, 1), "val_loss": val_loss,
+                   "val_metric": score, "seconds": round(time.time() - t0, 3)}  # fmt: skip
+            progress.history.append(row)
+            if t.patience and progress.bad_epochs >= t.patience:
+                progress.stopped_early = True
+            if info.is_main:
+                if improved:
+                    save_checkpoint(fold_dir / BEST, eval_model, cfg, epoch=epoch + 1, score=score,
+                                    metric=cfg.competition.metric)  # fmt: skip
+                write_metrics_csv(fold_dir / METRICS_CSV, progress.history)
+                _save_last(fold_dir / LAST, model, cfg, optimizer, schedule, scaler, ema, progress, data)
+                tracker.log({"epoch": epoch + 1, "lr": lr, "train/loss": row["train_loss"], "val/loss": val_loss,
+                             f"val/{cfg.competition.metric}": score}, step=epoch + 1)  # fmt: skip
+                tracker.log_images(res.images, step=epoch + 1)
+            if info.is_main:
+                log.info("fold %d epoch %d/%d: lr %.2e train_loss %.4f val_loss %.4f val_%s %.4f%s (%.0fs)", fold,
+                         epoch + 1, t.epochs, lr, row["train_loss"], val_loss, cfg.competition.metric, score,
+                         " *" if improved else "", row["seconds"])  # fmt: skip
+            D.barrier(info)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, progress)
+        if progress.stopped_early:
+            log.info("fold %d: early stop after epoch %d (no improvement for %d epochs)", fold, progress.epoch,
+                     progress.bad_epochs)  # fmt: skip
+        tracker.summary({"best_val_metric": progress.best_score, "best_epoch": progress.best_epoch})
+    finally:
+        tracker.finish()
+    return FoldResult(fold, progress.best_score, progress.best_epoch, progress.epoch, time.time() - start, fold_dir)
+
+
+def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo) -> None:
+    """Keep this epoch's OOF as ``oof.npy`` when it improved (merging rank parts under DDP), else drop it."""
+    if not info.distributed:
+        if writer is not None and improved:
+            writer.commit()
+        elif writer is not None:
+            writer.discard()
+        return
+    tmp = str(writer.close()) if writer is not None else ""
+    parts = D.all_gather_objects((tmp, data.val_index), info)
+    if improved and info.is_main:
+        merge_parts(parts, fold_dir / OOF_FILE, len(data.val_ids))
+    D.barrier(info)
+    if writer is not None:
+        writer.discard()
+
+
+def _save_last(path: Path, model: torch.nn.Module, cfg: Config, optimizer: torch.optim.Optimizer, schedule,
+               scaler: torch.amp.GradScaler, ema: AveragedModel | None, progress: Progress, data: FoldData) -> None:  # fmt: skip
+    save_checkpoint(
+        path,
+        model,
+        cfg,
+        optimizer=optimizer.state_dict(),
+        scheduler=schedule.state_dict(),
+        scaler=scaler.state_dict(),
+        ema=ema.state_dict() if ema is not None else None,
+        progress=progress.to_dict(),
+        rng=rng_state(),
+        generator=data.generator.get_state(),
+        epoch=progress.epoch,
+        score=progress.best_score,
+    )
+
+
+def _warn_config_changes(saved: dict, cfg: Config) -> None:
+    """Log the keys whose values differ between the checkpoint's config and this run's."""
+    now = config_to_dict(cfg)
+    diffs: list[str] = []
+
+    def walk(a: object, b: object, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(saved, now, "")
+    if diffs:
+        log.warning("--resume with a changed config (exact continuation not guaranteed): %s", "; ".join(diffs[:10]))
+
+
+def train_folds(cfg: Config, folds: Sequence[int], resume: bool = False) -> list[FoldResult]:
+    """Train ``folds`` one after another in this process (joining torchrun's process group if any)."""
+    info = D.init_distributed(cfg.train.device)
+    try:
+        return [train_fold(cfg, k, resume=resume, info=info) for k in folds]
+    finally:
+        D.cleanup()
