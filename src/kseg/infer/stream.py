@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from kseg.config import Config
 from kseg.data.geometry import restore, submission_size
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.pseudo import confident_share
@@ -31,7 +34,7 @@ class Prediction:
     confident: np.ndarray | None = None  # float32 [C] share of confident pixels (with ``confidence``)
 
 
-def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg) -> list[torch.Tensor]:
+def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg: Config) -> list[torch.Tensor]:
     """probs [N, C, h, w] at the model size -> N tensors [C, H_i, W_i] at each image's submission size.
 
     ``sizes`` is LongTensor [N, 2] of native (H, W); images of equal size are restored together.
@@ -47,15 +50,16 @@ def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg) -> list[torch.T
     return out  # type: ignore[return-value]
 
 
-def _loaders(ensemble: Ensemble, image_ids: Sequence[str], image_dir: Path, batch_size: int, num_workers: int | None):
+def _loaders(
+    ensemble: Ensemble, image_ids: Sequence[str], image_dir: Path, batch_size: int, num_workers: int | None
+) -> list[DataLoader]:
+    """One test DataLoader per preprocessing group, same ids in the same order (never shuffled)."""
     from kseg.data.dataset import SegDataset, make_loader
 
     out = []
     for g in ensemble.groups:
         cfg = g.cfg
         if num_workers is not None:
-            import dataclasses
-
             cfg = cfg.replace(data=dataclasses.replace(cfg.data, num_workers=num_workers))
         ds = SegDataset(cfg, list(image_ids), train=False, image_dir=image_dir)
         out.append(make_loader(ds, cfg, train=False, batch_size=batch_size))
