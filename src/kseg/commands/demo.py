@@ -1,9 +1,16 @@
-"""``kseg demo``: write the synthetic competition and run every pipeline stage that exists on it."""
+"""``kseg demo [--competition NAME] [--out DIR] [--fast] [key=value ...]``: write a miniature competition and
+run the whole pipeline on it: folds -> train -> tune -> predict -> validate; prints the submission path.
+
+``--competition demo`` (default) writes the synthetic Severstal-like competition to ``data.root``; any other
+name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes) writes that competition's
+miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.data.miniatures.MINIATURES``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from kseg.config import load_config
@@ -11,39 +18,88 @@ from kseg.config import load_config
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = "configs/demo.yaml"
+COMPETITIONS = ("demo", "severstal", "carvana", "clouds", "tgs-salt", "isbi2012", "streets", "airplanes")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default=DEMO_CONFIG, help=f"demo experiment (default {DEMO_CONFIG})")
-    p.add_argument("--out", default="", help="where to write the synthetic competition (default: data.root)")
+    p.add_argument("--competition", default="demo", metavar="NAME",
+                   help=f"competition to write and run: {', '.join(COMPETITIONS)} (default demo)")
+    p.add_argument("-c", "--config", default=None,
+                   help=f"experiment (default: the competition's shipped config; {DEMO_CONFIG} for demo)")
+    p.add_argument("--out", default="",
+                   help="where to write the competition (default: input/<name>-mini; data.root for demo)")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
-    p.add_argument("--n-train", type=int, default=48)
-    p.add_argument("--n-test", type=int, default=16)
+    p.add_argument("--n-train", type=int, default=None, help="training images (carvana: cars of 16 angles)")
+    p.add_argument("--n-test", type=int, default=None, help="test images (carvana: cars)")
+    p.add_argument("--small", action="store_true", help="the few-image version the end-to-end test runs")
+    p.add_argument("--fast", action="store_true",
+                   help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input")
     p.add_argument("--tta", default="hflip", help="TTA used by the predict stage")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")  # fmt: skip
 
 
-def stage_commands(args: argparse.Namespace, root: Path) -> list[list[str]]:
+def config_path(args: argparse.Namespace, shipped: str) -> Path:
+    """``-c`` if given, else the shipped config, relative to the working folder or the kseg checkout."""
+    if args.config:
+        return Path(args.config)
+    here = Path(shipped)
+    if here.is_file():
+        return here
+    import kseg
+
+    return Path(kseg.__file__).resolve().parents[2] / shipped
+
+
+def stage_commands(config: Path, root: Path, overrides: list[str], tta: str, submission: Path) -> list[list[str]]:
     """The CLI argument lists of every stage, in pipeline order."""
-    common = ["-c", args.config]
-    ov = [f"data.root={root}", *args.overrides]
+    common = ["-c", str(config)]
+    ov = [f"data.root={root}", *overrides]
     return [
         ["folds", *common, "--force", *ov],
         ["train", *common, "--fold", "all", *ov],
         ["tune", *common, *ov],
-        ["predict", *common, "--tta", args.tta, *ov],
+        ["predict", *common, "--tta", tta, "--out", str(submission), *ov],
+        ["validate", *common, str(submission), *ov],
     ]
+
+
+def write_competition(args: argparse.Namespace, name: str, root: Path, cfg_size: tuple[int, int] | None) -> None:
+    """Write the demo or miniature competition ``name`` to ``root``."""
+    from kseg.data.miniatures import MINIATURES
+    from kseg.data.synthetic import make_demo
+
+    mini = MINIATURES.get(name)
+    kwargs = dict(mini.small) if args.small else {}
+    if args.n_train is not None:
+        kwargs["n_train"] = args.n_train
+    if args.n_test is not None:
+        kwargs["n_test"] = args.n_test
+    if name == "demo":
+        make_demo(root, seed=args.seed, size=cfg_size or (128, 256), **kwargs)
+    else:
+        mini.write(root, seed=args.seed, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
     from kseg.cli import _stage_module, main
-    from kseg.data.synthetic import make_demo
+    from kseg.data.miniatures import MINIATURES
 
-    cfg = load_config(args.config, args.overrides)
-    root = Path(args.out) if args.out else cfg.data_root
-    make_demo(root, seed=args.seed, n_train=args.n_train, n_test=args.n_test, size=cfg.competition.image_size or (128, 256))
-    print(f"synthetic competition written to {root}")
-    for argv in stage_commands(args, root):
+    name = args.competition
+    if name not in MINIATURES:
+        raise ValueError(f"--competition: {name!r} is not one of {', '.join(MINIATURES.names())}")
+    mini = MINIATURES.get(name)
+    config = config_path(args, mini.config)
+    overrides = [*(mini.fast if args.fast else ()), *args.overrides]
+    cfg = load_config(config, overrides)
+    if args.out:
+        root = Path(args.out)
+    else:
+        root = cfg.data_root if name == "demo" else Path("input") / f"{name}-mini"
+    write_competition(args, name, root, cfg.competition.image_size)
+    print(f"{name} competition written to {root}")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
+    for argv in stage_commands(config, root, overrides, args.tta, submission):
         if _stage_module(argv[0]) is None:
             print(f"kseg {argv[0]}: not built yet, stopping the demo here")
             return 0
@@ -52,4 +108,5 @@ def run(args: argparse.Namespace) -> int:
         if rc:
             log.error("demo: kseg %s failed with exit code %d", argv[0], rc)
             return rc
+    print(f"submission: {submission}")
     return 0

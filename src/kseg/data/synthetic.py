@@ -4,6 +4,9 @@
 shapes and sizes (pits, scratches, stains, holes), about half the images without any defect, a
 long-format ``train.csv`` with only non-empty rows, test images and a ``sample_submission.csv`` with one
 row per image x class, exactly as Severstal shipped it.
+
+``make_miniature(name, root, seed)`` writes a miniature of a real competition's layout (severstal, carvana,
+clouds, tgs-salt, isbi2012) or of our own layouts (streets, airplanes); see ``kseg.data.miniatures``.
 """
 
 from __future__ import annotations
@@ -111,3 +114,10 @@ def make_demo(
     atomic_write_text(root / "sample_submission.csv", sample.to_csv(index=False))
     log.info("wrote synthetic competition to %s (%d train, %d test images)", root, n_train, n_test)
     return root
+
+
+def make_miniature(name: str, root: str | Path, seed: int = 0, **kwargs: object) -> Path:
+    """Write the miniature competition ``name`` to ``root`` (``kseg.data.miniatures.MINIATURES``); returns root."""
+    from kseg.data.miniatures import write_miniature
+
+    return write_miniature(name, root, seed=seed, **kwargs)
