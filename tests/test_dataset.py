@@ -83,3 +83,26 @@ def test_bad_files_error_or_skip(demo_root: Path, tmp_path: Path) -> None:
 def test_mask_past_image_names_id_and_size() -> None:
     with pytest.raises(ValueError, match=r"image 'x.png' class 1: mask does not fit the 4x4 image"):
         decode_masks(["", "15 5"], (4, 4), "x.png")
+
+
+def test_truncated_jpeg_error_or_skipped_batch(demo_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from kseg.data.dataset import collate_skip_bad
+
+    root = tmp_path / "copy"
+    shutil.copytree(demo_root, root)
+    names = sorted(p.name for p in (root / "train_images").iterdir())[:3]
+    bad = root / "train_images" / names[1]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # truncated JPEG
+    cfg = load_config(REPO / "configs/demo.yaml", [f"data.root={root}"])
+    labels = pd.DataFrame({"image_id": names, **{c: [""] * 3 for c in cfg.competition.classes}})
+    with pytest.raises(ImageReadError, match=names[1]):
+        SegDataset(cfg, names, labels)[1]
+    cfg_skip = load_config(REPO / "configs/demo.yaml", [f"data.root={root}", "data.on_bad_image=skip", "data.num_workers=0"])
+    ds = SegDataset(cfg_skip, names, labels)
+    assert ds[1] is None
+    batch = collate_skip_bad([ds[i] for i in range(3)])
+    assert batch["image"].shape[0] == 2 and batch["skipped"] == 1 and batch["id"] == [names[0], names[2]]
+    loader = make_loader(ds, cfg_skip, train=False)
+    assert sum(b["image"].shape[0] for b in loader) == 2

@@ -11,7 +11,7 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kseg.competition import read_csv, read_train_labels, split_rows
 from kseg.config import Config
@@ -203,8 +203,14 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        image = read_image(self.path(idx))
+    def __getitem__(self, idx: int) -> dict[str, Any] | None:
+        try:
+            image = read_image(self.path(idx))
+        except (ImageReadError, FileNotFoundError) as e:
+            if self.cfg.data.on_bad_image != "skip":
+                raise
+            log.warning("skipping unreadable image (data.on_bad_image=skip): %s", e)
+            return None  # dropped by collate_skip_bad
         size = image.shape[:2]
         item: dict[str, Any] = {"id": self.ids[idx], "size": torch.tensor(size, dtype=torch.long)}
         image = geometry.fit_image(image, self.cfg)
@@ -218,6 +224,17 @@ class SegDataset(Dataset):
             image = self.augment(image=image)["image"]
         item["image"] = to_tensor_image(normalize(image.astype(np.float32, copy=False), self.cfg))
         return item
+
+
+def collate_skip_bad(items: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """default_collate over the items that loaded; unreadable ones (None, data.on_bad_image=skip) are
+    dropped and counted in ``batch["skipped"]``. An all-bad batch collates to None."""
+    good = [it for it in items if it is not None]
+    if not good:
+        return None
+    batch = default_collate(good)
+    batch["skipped"] = len(items) - len(good)
+    return batch
 
 
 def seed_worker(worker_id: int) -> None:
@@ -251,4 +268,5 @@ def make_loader(
         persistent_workers=workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
+        collate_fn=collate_skip_bad if cfg.data.on_bad_image == "skip" else None,
     )
