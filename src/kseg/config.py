@@ -147,8 +147,13 @@ class WandbConfig:
 @dataclass(frozen=True)
 class KernelConfig:
     slug: str = ""  # dataset slug; '' -> kseg-<experiment>
-    title: str = ""
+    title: str = ""  # kernel title; '' -> the kernel slug
     wheels: tuple[str, ...] = ("segmentation-models-pytorch", "timm", "albumentations")
+    dir: str = "kernels"  # build outputs: <dir>/<experiment>/{dataset,kernel}/
+    kernel_slug: str = ""  # '' -> slug of title when set, else <slug>-infer
+    dataset_title: str = ""  # '' -> the dataset slug
+    license: str = "CC0-1.0"  # dataset license name
+    enable_gpu: bool = True
 
 
 @dataclass(frozen=True)

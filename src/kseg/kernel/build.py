@@ -1,0 +1,232 @@
+"""``kseg kernel build``: package an experiment for an offline Kaggle kernel under ``kernels/<exp>/``.
+
+Layout (a build output: rebuilt from scratch every time, never edited by hand)::
+
+    kernels/<exp>/dataset/   dataset-metadata.json, kseg-manifest.json, config.yaml, competition.yaml,
+                             runs/<run>/fold<K>/best.pt, runs/<run>/{config.yaml,postprocess.json},
+                             wheels/kseg-*.whl + the kernel.wheels dependencies
+    kernels/<exp>/kernel/    kernel-metadata.json, <kernel-slug>.py
+
+``push.json`` (written by push/status) lives next to them and survives rebuilds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kseg import __version__
+from kseg.config import Config, atomic_write_text, save_config
+from kseg.infer.checkpoints import find_checkpoints
+from kseg.kernel.metadata import competition_slug, write_json, write_metadata
+from kseg.kernel.script import render_script
+from kseg.kernel.slugs import KernelNames, kaggle_username, kernel_names
+from kseg.kernel.wheels import build_kseg_wheel, fetch_wheels
+from kseg.typed import to_dict
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BuildResult",
+    "MANIFEST",
+    "PLACEHOLDER_USER",
+    "DATASET_MAX_BYTES",
+    "kernel_root",
+    "build_kernel",
+    "size_table",
+    "git_state",
+]
+
+MANIFEST = "kseg-manifest.json"
+PLACEHOLDER_USER = "your-kaggle-username"  # until push fills in the real one
+# Kaggle's documented limit (kaggle.com/docs/datasets): 100 GB per dataset; private datasets also count
+# against the account's private quota (about 100 GB). Not checked against the live site from here.
+DATASET_MAX_BYTES = 100 * 10**9
+UPLOAD_SKIPPED = ("dataset-metadata.json",)  # the kaggle CLI reads it, never uploads it
+
+
+@dataclass
+class BuildResult:
+    """What ``build_kernel`` wrote."""
+
+    root: Path
+    names: KernelNames
+    files: list[tuple[str, int]]  # (path relative to dataset/, bytes), sorted
+    script: Path
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def kernel_dir(self) -> Path:
+        return self.root / "kernel"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self.files)
+
+
+def kernel_root(cfg: Config) -> Path:
+    """``<kernel.dir>/<experiment>/``."""
+    return Path(cfg.kernel.dir) / cfg.name
+
+
+def git_state(folder: Path | None = None) -> tuple[str | None, bool]:
+    """(HEAD commit, tracked files modified) of the git checkout at ``folder`` (cwd); (None, False) outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=30)
+        if head.returncode:
+            return None, False
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        return head.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link (checkpoints are written by rename, so a link never sees a later change), else copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def size_table(files: list[tuple[str, int]]) -> str:
+    """A per-file size table with a total line."""
+    width = max([len(p) for p, _ in files] + [5])
+    lines = [f"{'file':<{width}}  {'size':>10}"]
+    lines += [f"{p:<{width}}  {_human(s):>10}" for p, s in files]
+    lines.append(f"{'total':<{width}}  {_human(sum(s for _, s in files)):>10}  ({len(files)} files)")
+    return "\n".join(lines)
+
+
+def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], dataset: Path, warnings: list[str]) -> dict:
+    """Copy each run's fold checkpoints, config.yaml and postprocess.json; returns {run: [folds]}."""
+    shipped = {}
+    for run in runs:
+        ckpts = find_checkpoints(cfg.runs_dir, run, folds)
+        src_run = Path(cfg.runs_dir) / run
+        dst_run = dataset / "runs" / run
+        for fold, path in ckpts:
+            _link_or_copy(path, dst_run / f"fold{fold}" / "best.pt")
+        for name in ("config.yaml", "postprocess.json"):
+            if (src_run / name).is_file():
+                shutil.copy2(src_run / name, dst_run / name)
+            elif name == "postprocess.json" and run == cfg.name:
+                warnings.append(f"{src_run / name} not found: the kernel predicts with default post-processing "
+                                "(run `kseg tune` first)")  # fmt: skip
+        shipped[run] = [f for f, _ in ckpts]
+    return shipped
+
+
+def build_kernel(
+    cfg: Config,
+    runs: list[str] | None = None,
+    folds: tuple[int, ...] = (),
+    tta: str | None = None,
+    wheels: tuple[str, ...] | None = None,
+    user: str | None = None,
+    cache_dir: Path | None = None,
+) -> BuildResult:
+    """Write ``kernels/<exp>/{dataset,kernel}/`` for ``cfg`` (+ the ``runs`` it ensembles); see module doc.
+
+    ``folds`` () ships every fold found (or ``predict.folds``); ``wheels`` None uses ``kernel.wheels``;
+    ``user`` None reads ``KAGGLE_USERNAME`` / ``kaggle.json`` and falls back to a placeholder push replaces.
+    """
+    start = time.time()
+    warnings: list[str] = []
+    user = user or kaggle_username()
+    if not user:
+        warnings.append(f"no Kaggle username (KAGGLE_USERNAME or kaggle.json): metadata uses {PLACEHOLDER_USER!r} "
+                        "until `kseg kernel push` fills in yours")  # fmt: skip
+    names = kernel_names(cfg, user or PLACEHOLDER_USER)
+    runs = list(dict.fromkeys(runs or [cfg.name]))
+    folds = tuple(folds) or tuple(cfg.predict.folds)
+    root = kernel_root(cfg)
+    stage = root / f".build-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    dataset, kernel = stage / "dataset", stage / "kernel"
+    try:
+        dataset.mkdir(parents=True)
+        kernel.mkdir()
+        shipped = _ship_runs(cfg, runs, folds, dataset, warnings)
+        save_config(cfg, dataset / "config.yaml")
+        atomic_write_text(dataset / "competition.yaml", yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
+        wheel_dir = dataset / "wheels"
+        build_kseg_wheel(wheel_dir)
+        fetch_wheels(tuple(cfg.kernel.wheels if wheels is None else wheels), wheel_dir, cache_dir)
+
+        predict_args = (["--tta", tta] if tta else []) + (["--folds", ",".join(map(str, folds))] if folds else [])
+        files = sorted(
+            (p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob("*") if p.is_file()
+        )
+        commit, dirty = git_state()
+        manifest = {
+            "experiment": cfg.name,
+            "runs": shipped,
+            "competition": competition_slug(cfg),
+            "dataset_id": names.dataset_id,
+            "kernel_id": names.kernel_id,
+            "user_resolved": bool(user),
+            "kseg_version": __version__,
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "predict_args": predict_args,
+            "wheels": sorted(p.name for p in wheel_dir.glob("*.whl")),
+            "files": dict(files),
+        }
+        write_json(dataset / MANIFEST, manifest)
+        settings = {
+            "experiment": cfg.name,
+            "runs": runs,
+            "dataset_slug": names.dataset_slug,
+            "competition_dirs": list(dict.fromkeys([competition_slug(cfg), cfg.competition.name])),
+            "sample_submission": cfg.competition.sample_submission,
+            "test_images": cfg.competition.test_images,
+            "config": "config.yaml",
+            "predict_args": predict_args,
+            "overrides": [],
+        }
+        code_file = f"{names.kernel_slug}.py"
+        atomic_write_text(kernel / code_file, render_script(settings))
+        write_metadata(cfg, names, dataset, kernel, code_file)
+        for sub in ("dataset", "kernel"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+            os.replace(stage / sub, root / sub)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+    files = sorted(
+        (p.relative_to(root / "dataset").as_posix(), p.stat().st_size)
+        for p in (root / "dataset").rglob("*")
+        if p.is_file() and p.name not in UPLOAD_SKIPPED
+    )
+    total = sum(s for _, s in files)
+    if total > DATASET_MAX_BYTES:
+        warnings.append(f"dataset is {_human(total)}, over Kaggle's {_human(DATASET_MAX_BYTES)} per-dataset limit "
+                        "(and the private-dataset quota): ship fewer folds or runs")  # fmt: skip
+    for w in warnings:
+        log.warning("%s", w)
+    return BuildResult(root, names, files, root / "kernel" / code_file, warnings, time.time() - start)
