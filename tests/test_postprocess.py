@@ -14,6 +14,7 @@ from kseg.postprocess import (
     apply_postprocess,
     apply_postprocess_batch,
     binarize,
+    components,
     default_params,
     load_postprocess,
     quantize,
@@ -83,11 +84,15 @@ def test_remove_small_hand_made():
     assert not remove_small(m, 10).any()
 
 
-def test_remove_small_matches_kernel_loop_on_noise():
+@pytest.mark.parametrize("cut", [0.55, 0.68])  # dense (~30% foreground) and sparse (< 8%) code paths
+def test_remove_small_matches_kernel_loop_on_noise(cut):
     rng = np.random.default_rng(3)
-    m = cv2.GaussianBlur(rng.random((64, 96)).astype(np.float32), (3, 3), 0) > 0.55
+    m = cv2.GaussianBlur(rng.random((64, 96)).astype(np.float32), (3, 3), 0) > cut
+    assert (m.mean() > 0.2) if cut < 0.6 else (0 < m.mean() < 0.08)
     for s in (2, 3, 5, 8, 20):
         np.testing.assert_array_equal(remove_small(m, s), _kernel_remove_small(m, s))
+    labels, areas = components(m)
+    np.testing.assert_array_equal(areas, np.bincount(labels.ravel(), minlength=areas.size) * (np.arange(areas.size) > 0))
 
 
 def _blob_map() -> np.ndarray:

@@ -172,17 +172,31 @@ def binarize(q: np.ndarray, threshold: float) -> np.ndarray:
     return q > np.uint8(level)
 
 
-def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+_DENSE = 0.08  # foreground share above which whole-image bincount / take beat boolean indexing
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(labels int32 [H, W], labels of the foreground pixels [P] or None when dense, areas int64 [K])."""
+    m = np.ascontiguousarray(mask)
+    m = m.view(np.uint8) if m.dtype == bool else (m != 0).view(np.uint8)
+    n, labels = cv2.connectedComponents(m, connectivity=CONNECTIVITY, ltype=cv2.CV_32S)
+    if n <= 1:
+        return labels, None, np.zeros(n, dtype=np.int64)
+    if np.count_nonzero(m) <= _DENSE * m.size:
+        fg = labels[m.view(bool)]
+        return labels, fg, np.bincount(fg, minlength=n).astype(np.int64)
+    areas = np.bincount(labels.ravel(), minlength=n).astype(np.int64)
+    areas[0] = 0
+    return labels, None, areas
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """8-connected components of a bool/uint8 [H, W] mask.
 
-    Returns (labels int32 [H, W] with 0 = background, fg_labels int32 [P] = the labels of the
-    foreground pixels in row-major order, areas int64 [K] pixel count per label, areas[0] = 0).
+    Returns (labels int32 [H, W], 0 = background; areas int64 [K] pixels per label, areas[0] = 0).
     """
-    m = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == bool else (mask != 0).view(np.uint8)
-    n, labels = cv2.connectedComponents(m, connectivity=CONNECTIVITY, ltype=cv2.CV_32S)
-    fg = labels[m.view(bool)]
-    areas = np.bincount(fg, minlength=n).astype(np.int64)
-    return labels, fg, areas
+    labels, _, areas = _components(mask)
+    return labels, areas
 
 
 def remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -193,17 +207,19 @@ def remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     mask = np.ascontiguousarray(mask, dtype=bool)
     if min_size <= 1:
         return mask
-    total = int(np.count_nonzero(mask))
-    if total < min_size:
+    if np.count_nonzero(mask) < min_size:
         return np.zeros_like(mask)
-    labels, fg, areas = components(mask)
+    labels, fg, areas = _components(mask)
     keep = areas >= min_size
     keep[0] = False
     if keep[1:].all():
         return mask
+    if not keep.any():
+        return np.zeros_like(mask)
+    if fg is None:  # dense: lookup over every pixel
+        return np.take(keep, labels)
     out = np.zeros_like(mask)
-    if keep.any():
-        out[mask] = keep[fg]
+    out[mask] = keep[fg]
     return out
 
 

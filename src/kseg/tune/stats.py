@@ -65,7 +65,7 @@ def _component_table(
     """Components of ``q[i] > level`` for the given images: (image index, area, intersection) [K]."""
     img, area, inter = [], [], []
     for i in images:
-        labels, _, areas = components(binarize(q[i], level_threshold))
+        labels, areas = components(binarize(q[i], level_threshold))
         hits = np.bincount(labels.ravel()[truth_idx[i]], minlength=areas.size)
         img.append(np.full(areas.size - 1, i, dtype=np.int64))
         area.append(areas[1:])
