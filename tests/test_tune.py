@@ -281,3 +281,26 @@ def test_cli_runs_argument_takes_trailing_overrides(demo_cfg, tmp_path, capsys):
     data = json.loads((demo_cfg.run_dir / "postprocess.json").read_text())
     assert data["grid"]["thresholds"] == [0.4] and not list(demo_cfg.run_dir.glob("*.png"))
     capsys.readouterr()
+
+
+def test_grid_from_config_order_and_errors():
+    from kseg.config import TuneConfig
+    from kseg.tune.grid import Grid
+
+    g = Grid.from_config(TuneConfig(thresholds=(0.4, 0.6), min_sizes=(0, 8), triplet=True, top_thresholds=(0.9,)))
+    assert g.shape == (2, 2, 1, 1, 1, 2) and g.size == 8
+    # C order: the last axis (top threshold, None first) varies fastest
+    assert g.params(0) == ClassParams(threshold=0.4)
+    assert g.params(1) == ClassParams(threshold=0.4, top_threshold=0.9)
+    assert g.params(2) == ClassParams(threshold=0.4, min_size=8)
+    assert g.params(7) == ClassParams(threshold=0.6, min_size=8, top_threshold=0.9)
+    assert g.cells()[5] == g.params(5)
+    assert Grid.from_config(TuneConfig(triplet=False, top_thresholds=(0.9,))).top_thresholds == (None,)
+    for kwargs, words in [
+        ({"thresholds": ()}, "tune.thresholds: no values"),
+        ({"thresholds": (0.5, 0.5)}, "tune.thresholds: duplicate"),
+        ({"thresholds": (0.5,), "min_sizes": (-1,)}, "tune.min_sizes: min_size"),
+        ({"thresholds": (1.5,)}, "tune.thresholds: threshold"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            Grid(**kwargs)

@@ -17,6 +17,7 @@ from kseg.config import TuneConfig
 from kseg.postprocess import ClassParams
 
 AXES = ("threshold", "min_size", "min_area", "max_prob_gate", "aux_gate", "top_threshold")
+CONFIG_NAMES = ("thresholds", "min_sizes", "min_areas", "max_prob_gates", "aux_gates", "top_thresholds")  # in cfg.tune
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,16 @@ class Grid:
     top_thresholds: tuple[float | None, ...] = (None,)
 
     def __post_init__(self) -> None:
-        for axis, values in zip(AXES, self.axes):
+        for axis, name, values in zip(AXES, CONFIG_NAMES, self.axes):
             if not values:
-                raise ValueError(f"tune grid: {axis} has no values")
+                raise ValueError(f"tune.{name}: no values")
             for v in values:
-                ClassParams(**{axis: v})  # range / type check with the field named
+                try:
+                    ClassParams(**{axis: v})
+                except ValueError as e:
+                    raise ValueError(f"tune.{name}: {e}") from None
             if len(set(values)) != len(values):
-                raise ValueError(f"tune grid: {axis} has duplicate values {list(values)}")
+                raise ValueError(f"tune.{name}: duplicate values in {list(values)}")
 
     @classmethod
     def from_config(cls, tune: TuneConfig) -> "Grid":
@@ -82,5 +86,4 @@ class Grid:
 
     def to_dict(self) -> dict[str, list]:
         """Values per axis under the ``tune`` config names (thresholds, min_sizes, ...)."""
-        names = ("thresholds", "min_sizes", "min_areas", "max_prob_gates", "aux_gates", "top_thresholds")
-        return {name: list(values) for name, values in zip(names, self.axes)}
+        return {name: list(values) for name, values in zip(CONFIG_NAMES, self.axes)}
