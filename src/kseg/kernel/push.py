@@ -217,6 +217,7 @@ def push(
         "dataset": {"id": names.dataset_id},
         "kernel": {"id": names.kernel_id},
         "wandb": {"training_runs": training_wandb_ids(cfg, manifest.get("runs") or {})},
+        "submissions": previous.pop("submissions", []),
         "history": previous.pop("history", []) + ([previous] if previous else []),
     }
     notes = message or f"kseg {cfg.name} @ {(commit or 'no-git')[:10]}{' (dirty)' if dirty else ''}"
