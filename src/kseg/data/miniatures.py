@@ -117,8 +117,9 @@ def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
     train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
-        for image_id in split_ids:
-            bgr, masks = make_sample(rng, 256, 1600, p_empty)
+        for k, image_id in enumerate(split_ids):
+            forced = (k,) if split == "train" and k < 4 else None  # every class occurs in training
+            bgr, masks = make_sample(rng, 256, 1600, p_empty, forced)
             write_image(root / f"{split}_images" / f"{image_id}.jpg", bgr[..., ::-1])
             if split == "train":
                 rows += [(f"{image_id}.jpg", c + 1, encode(masks[c])) for c in range(4) if masks[c].any()]
@@ -253,12 +254,15 @@ def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int
     train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
-        for image_id in split_ids:
+        for k, image_id in enumerate(split_ids):
             ocean = 45 + 6 * _smooth_noise(rng, h, w, 16)
             gray = ocean.copy()
             masks = np.zeros((4, h, w), np.uint8)
-            if rng.random() >= p_empty:
-                for cls in rng.choice(4, size=int(rng.integers(1, 4)), replace=False):
+            if (split == "train" and k < 4) or rng.random() >= p_empty:
+                chosen = rng.choice(4, size=int(rng.integers(1, 4)), replace=False)
+                if split == "train" and k < 4 and k not in chosen:  # every pattern occurs in training
+                    chosen = np.append(chosen, k)
+                for cls in chosen:
                     for _ in range(int(rng.integers(1, 3))):
                         bh, bw = int(rng.uniform(0.2, 0.5) * h), int(rng.uniform(0.15, 0.4) * w)
                         y, x = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
@@ -287,16 +291,21 @@ def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int
 # --------------------------------------------------------------------------- tgs-salt
 
 
-def _seismic(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One 101x101 seismic slice: (gray uint8 [S, S], salt mask uint8 [S, S]); about 40% without salt."""
+def _seismic(rng: np.random.Generator, size: int, salt: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One 101x101 seismic slice: (gray uint8 [S, S], salt mask uint8 [S, S]); about 40% without salt.
+
+    ``salt=True`` forces a salt body.
+    """
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     warp = 4 * _smooth_noise(rng, size, size, 25)
     layers = 128 + 45 * np.sin((yy + warp) / rng.uniform(2.5, 5.0) + rng.uniform(0, 6.3))
     mask = np.zeros((size, size), np.uint8)
     kind = rng.random()
+    if salt:
+        kind = 0.4 + 0.6 * kind
     if kind >= 0.4:  # salt body: below a smooth top boundary, or a dome
         if kind < 0.75:
-            top = rng.uniform(-10, 90) + 15 * _smooth_noise(rng, 1, size, 25)[0]
+            top = rng.uniform(-10, 80) + 15 * _smooth_noise(rng, 1, size, 25)[0]
             mask[yy >= top[None, :].astype(np.float32)] = 1
         else:
             cy, cx = rng.uniform(30, 100), rng.uniform(0, size)
@@ -320,8 +329,8 @@ def write_tgs_salt(root: str | Path, seed: int = 0, n_train: int = 24, n_test: i
     rng.shuffle(ids)
     train_ids, test_ids = ids[:n_train], ids[n_train:]
     rows = []
-    for image_id in train_ids:
-        gray, mask = _seismic(rng, 101)
+    for k, image_id in enumerate(train_ids):
+        gray, mask = _seismic(rng, 101, salt=k == 0 or None)
         write_image(root / "train" / "images" / f"{image_id}.png", np.repeat(gray[..., None], 3, axis=2))
         stored = mask.astype(np.uint16) * 65535 if mask.any() else mask
         write_image(root / "train" / "masks" / f"{image_id}.png", stored)
@@ -439,8 +448,8 @@ def write_streets(
             "vanish": rng.uniform(0.4, 0.6),
             "road": (rng.uniform(0.05, 0.25), rng.uniform(0.75, 0.95)),
             "buildings": [(x, rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)) for x in rng.uniform(-0.05, 0.95, int(rng.integers(2, 6)))],
-            "trees": [(rng.uniform(0, 1), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.12)) for _ in range(int(rng.integers(0, 4)))],
-            "cars": list(rng.uniform(0.15, 0.9, int(rng.integers(0, 4)))),
+            "trees": [(rng.uniform(0, 1), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.12)) for _ in range(int(rng.integers(s == 0, 4)))],
+            "cars": list(rng.uniform(0.15, 0.9, int(rng.integers(s == 0, 4)))),  # the first sequence has every class
         }  # fmt: skip
         n_frames = min(frames, n_train - s * frames) if split == "train" else 1
         for f in range(n_frames):
@@ -494,7 +503,7 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
     train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
-        for image_id in split_ids:
+        for k, image_id in enumerate(split_ids):
             rgb = np.empty((size, size, 3), np.float32)
             rgb[:] = np.array([105, 105, 100], np.float32) + 8 * _smooth_noise(rng, size, size, 32)[..., None]
             grass = np.zeros((size, size), np.uint8)
@@ -508,7 +517,7 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
                 cv2.line(lines, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 1, 3)
             rgb[lines > 0] = (210, 190, 70)  # yellow taxiway lines
             mask = np.zeros((size, size), np.uint8)
-            if rng.random() >= p_empty:
+            if (split == "train" and k == 0) or rng.random() >= p_empty:
                 for _ in range(int(rng.integers(1, 4))):
                     span, ang = rng.uniform(40, 110), rng.uniform(0, 2 * np.pi)
                     cx, cy = rng.uniform(span / 2, size - span / 2, 2)
@@ -536,7 +545,7 @@ def _write_demo(root: str | Path, seed: int = 0, n_train: int = 48, n_test: int 
 
 
 _TINY_UNET = ("model.encoder=resnet18", "model.encoder_weights=none", "model.kwargs={encoder_depth: 3, decoder_channels: [32, 16, 8]}")
-_FAST = ("train.epochs=1", "data.n_folds=2", "data.num_workers=0", "wandb.mode=disabled", "train.device=cpu",
+_FAST = ("train.epochs=1", "data.n_folds=2", "data.num_workers=0", "wandb.mode=disabled",
          "model.freeze_encoder_epochs=0", "train.patience=0")  # fmt: skip
 
 
@@ -561,7 +570,7 @@ class Miniature:
 
 MINIATURES: Registry[Miniature] = Registry("miniature competition")
 for _m in (
-    Miniature("demo", _write_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",), {"n_train": 12, "n_test": 2}),
+    Miniature("demo", _write_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",), {"n_train": 20, "n_test": 2}),
     Miniature("severstal", write_severstal, "configs/severstal/unet-resnet18.yaml",
               _FAST + _TINY_UNET + ("data.image_size=[64, 384]", "data.batch_size=4", "train.accumulate=1"),
               {"n_train": 8, "n_test": 2}),
@@ -569,7 +578,7 @@ for _m in (
               _FAST + _TINY_UNET + ("data.image_size=[64, 96]", "data.batch_size=4"),
               {"n_train": 2, "n_test": 1, "angles": 4}),
     Miniature("clouds", write_clouds, "configs/clouds/fpn-effb0.yaml",
-              _FAST + ("model.encoder=resnet18", "model.encoder_weights=none", "model.kwargs={encoder_depth: 3}",
+              _FAST + ("model.encoder=resnet18", "model.encoder_weights=none", "model.kwargs={}",
                        "data.image_size=[64, 96]", "data.batch_size=4"),
               {"n_train": 8, "n_test": 2}),
     Miniature("tgs-salt", write_tgs_salt, "configs/tgs-salt/unet-r34.yaml",

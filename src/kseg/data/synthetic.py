@@ -60,14 +60,19 @@ def _draw_defect(rng: np.random.Generator, cls: int, h: int, w: int) -> np.ndarr
 _SHADE = np.array([-70.0, 80.0, -45.0, 100.0], dtype=np.float32)  # brightness change per class
 
 
-def make_sample(rng: np.random.Generator, h: int, w: int, p_empty: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic image uint8 [H, W, 3] (BGR) and its masks uint8 [4, H, W]."""
+def make_sample(
+    rng: np.random.Generator, h: int, w: int, p_empty: float = 0.5, classes: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic image uint8 [H, W, 3] (BGR) and its masks uint8 [4, H, W].
+
+    ``classes`` (0..3) forces those defect classes instead of the random choice (empty when ``()``).
+    """
     gray = _texture(rng, h, w)
     masks = np.zeros((4, h, w), dtype=np.uint8)
-    if rng.random() >= p_empty:
-        n = int(rng.integers(1, 3))
-        for cls in rng.choice(4, size=n, replace=False):
-            masks[cls] |= _draw_defect(rng, int(cls), h, w)
+    if classes is None and rng.random() >= p_empty:
+        classes = tuple(int(c) for c in rng.choice(4, size=int(rng.integers(1, 3)), replace=False))
+    for cls in classes or ():
+        masks[cls] |= _draw_defect(rng, int(cls), h, w)
     for cls in range(4):  # later classes paint over earlier ones, as one pixel has one defect
         soft = cv2.GaussianBlur(masks[cls].astype(np.float32), (3, 3), 0)
         gray = gray + _SHADE[cls] * soft

@@ -1,0 +1,81 @@
+"""Every miniature competition end to end with its shipped config: ``kseg demo --competition NAME --small --fast``
+runs folds -> train (1 epoch, resnet18 depth 3, no pretrained weights, 2 folds) -> tune -> predict -> validate,
+and the submission must be in the competition's exact format and at its submission size.
+
+Size probe: the tuning grid is pinned to threshold 0 (keep every pixel with quantized probability >= 1/255),
+so after one epoch the masks cover most of the image: every RLE must fit the competition's submission size
+(Clouds 350x525, Carvana 1280x1918, ...), the masks must cover most of it and at least one must reach its
+last pixel (bottom-right, pixel H*W): a mask encoded at a larger size does not fit, one at a smaller size
+never reaches pixel H*W.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kseg.cli import main
+from kseg.competition import read_csv, split_rows
+from kseg.config import load_config, read_saved_config
+from kseg.data.miniatures import MINIATURES
+from kseg.data.rle import decode, validate_rle
+
+from conftest import REPO
+
+SIZE_PROBE = ("tune.thresholds=[0.0]", "tune.min_sizes=[0]")
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MINIATURES.names())
+def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)  # submissions/ land here
+    mini = MINIATURES.get(name)
+    root = tmp_path / "data"
+    overrides = [f"runs_dir={tmp_path / 'runs'}", "predict.batch_size=4", *SIZE_PROBE]
+    rc = main(["demo", "--competition", name, "--small", "--fast", "--out", str(root), "--tta", "hflip", *overrides])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-3000:]
+    found = re.findall(r"^submission: (.+)$", out, re.M)
+    assert found, out[-3000:]
+    sub = tmp_path / found[-1]
+    cfg = load_config(REPO / mini.config, [*mini.fast, f"data.root={root}", *overrides])
+    spec = cfg.competition
+
+    # training artefacts: OOF at the submission size, resolved config with the competition embedded
+    h, w = spec.submission_size or spec.image_size
+    n_oof = 0
+    for fold in (0, 1):
+        fold_dir = cfg.fold_dir(fold)
+        oof = np.load(fold_dir / "oof.npy", mmap_mode="r")
+        assert oof.dtype == np.uint8 and oof.shape[1:] == (spec.num_classes, h, w)
+        n_oof += oof.shape[0]
+        assert (fold_dir / "best.pt").is_file()
+    assert n_oof == len(read_csv(cfg.folds_path))
+    assert read_saved_config(cfg.run_dir / "config.yaml").competition == spec
+    assert (cfg.run_dir / "postprocess.json").is_file()
+
+    # the submission: the sample's header (byte for byte), rows, ids, classes and line endings
+    sample_path = root / spec.sample_submission
+    got, want = lines(sub), lines(sample_path)
+    assert got[0] == want[0] and len(got) == len(want)
+    ending = b"\r\n" if want[0].endswith(b"\r\n") else b"\n"
+    assert all(line.endswith(ending) for line in got)
+    submission, sample = read_csv(sub), read_csv(sample_path)
+    csv = spec.submission
+    assert list(submission.columns) == list(sample.columns)
+    ids, cls = split_rows(spec, csv, submission, str(sub))
+    sample_ids, sample_cls = split_rows(spec, csv, sample, str(sample_path))
+    assert ids.tolist() == sample_ids.tolist() and cls.tolist() == sample_cls.tolist()
+    other = [c for c in sample.columns if c != csv.rle_column]
+    assert submission[other].equals(sample[other])
+    rles = submission[csv.rle_column].tolist()
+    assert all(validate_rle(r, (h, w)) == [] for r in rles), f"{name}: masks do not fit {h}x{w}"
+    masks = np.stack([decode(r, (h, w)) for r in rles])
+    assert masks.mean() > 0.5 and masks[:, -1, -1].any(), f"{name}: masks not at {h}x{w}: {masks.mean():.2f}"
