@@ -13,6 +13,7 @@ Every schedule is wrapped in ``LrSchedule`` so the loop calls ``step_batch()`` a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -99,7 +100,9 @@ class LrSchedule:
     def step_batch(self) -> None:
         """Call after every optimizer step."""
         if self.interval == "step":
-            self.scheduler.step()
+            with warnings.catch_warnings():  # AMP / skip_nonfinite may skip an optimizer step: keep the schedule
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                self.scheduler.step()
 
     def step_epoch(self, metric: float | None = None) -> None:
         """Call after every epoch's validation with its metric (used by ``plateau``)."""

@@ -102,3 +102,13 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running stats) to every rank, so all ranks evaluate one model."""
+    if not info.distributed:
+        return
+    for buf in module.buffers():
+        if buf.device.type != "cuda" and dist.get_backend() == "nccl":
+            continue
+        dist.broadcast(buf, src=0)

@@ -71,9 +71,32 @@ def _reduce_val(res: ValOutput, n_val: int, metric: str, info: D.DistInfo) -> tu
     return (loss_sum / count if count else math.nan), score
 
 
-def _wrap(model: torch.nn.Module, info: D.DistInfo) -> torch.nn.Module:
+def unused_parameters(model: torch.nn.Module, cfg: Config, rt: Runtime) -> list[torch.nn.Parameter]:
+    """Trainable parameters that get no gradient (e.g. ResNet layer4 with ``encoder_depth=3``).
+
+    Found with one eval-mode forward/backward (no BN statistics or RNG touched).
+    """
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 3, *cfg.data.image_size, device=rt.device)
+    with rt.autocast():
+        out = model(x)
+    sum(v.float().sum() for v in out.values()).backward()
+    unused = [p for p in model.parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
+
+
+def _wrap(model: torch.nn.Module, cfg: Config, rt: Runtime, info: D.DistInfo) -> torch.nn.Module:
+    """DDP around ``model`` (identity for one process); parameters without gradients are frozen first."""
     if not info.distributed:
         return model
+    unused = unused_parameters(model, cfg, rt)
+    if unused:
+        log.info("DDP: freezing %d parameter tensors that never get a gradient", len(unused))
+        for p in unused:
+            p.requires_grad_(False)
     ids = [info.device.index] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 
@@ -144,14 +167,14 @@ def train_fold(
     D.barrier(info)
 
     start = time.time()
-    net, frozen = _wrap(model, info), None
+    net, frozen = model, None
     try:
         while progress.epoch < t.epochs and not progress.stopped_early:
             epoch = progress.epoch
             want_frozen = epoch < cfg.model.freeze_encoder_epochs
             if want_frozen != frozen:
                 set_encoder_trainable(model, not want_frozen)
-                net, frozen = _wrap(model, info), want_frozen  # DDP registers trainable params at wrap time
+                net, frozen = _wrap(model, cfg, rt, info), want_frozen  # DDP registers trainable params at wrap time
             t0 = time.time()
             data.train_sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
@@ -159,6 +182,7 @@ def train_fold(
                                            cfg, rt, info, desc=f"fold{fold} ep{epoch + 1} train")  # fmt: skip
             tl_sum, tl_n = D.all_reduce_sum([tl_sum, float(tl_n)], info)
             eval_model = ema.module if ema is not None else model
+            D.broadcast_buffers(eval_model, info)  # each rank's last BN update saw only its own batch
             writer = OofWriter(fold_dir / OOF_FILE, shape) if shape[0] else None
             try:
                 res = validate(eval_model, data.val_loader, data.val_index, loss_fn, truth, writer, cfg, rt,
@@ -176,7 +200,7 @@ def train_fold(
                 progress.best_score, progress.best_epoch, progress.bad_epochs = score, epoch + 1, 0
             else:
                 progress.bad_epochs += 1
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl_sum / max(tl_n, 1), "val_loss": val_loss,
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl_sum / tl_n if tl_n else math.nan, "val_loss": val_loss,
                    "val_metric": score, "seconds": round(time.time() - t0, 3)}  # fmt: skip
             progress.history.append(row)
             if t.patience and progress.bad_epochs >= t.patience:

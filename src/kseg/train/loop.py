@@ -98,11 +98,11 @@ def train_one_epoch(
                 total += float(loss.detach()) * len(x)
                 count += len(x)
             elif t.skip_nonfinite:
-                log.warning("%s batch %d: non-finite loss %s, skipping its optimizer step", desc, i, float(loss))
+                log.warning("%s batch %d: non-finite loss %s, skipping its optimizer step", desc, i, loss.item())
                 skipped = True
             else:
                 raise FloatingPointError(
-                    f"{desc} batch {i}: loss is {float(loss)} (images {list(batch['id'])[:4]}...); "
+                    f"{desc} batch {i}: loss is {loss.item()} (images {list(batch['id'])[:4]}...); "
                     "lower optim.lr, set train.clip_grad, or set train.skip_nonfinite=true"
                 )
         if last_of_group:

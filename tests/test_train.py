@@ -1,0 +1,198 @@
+"""kseg train on the synthetic demo: artefact contract, metric, OOF store, wandb offline, helpers."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import kseg.train.fit as fit_module
+from kseg.cli import main
+from kseg.config import read_saved_config
+from kseg.data.dataset import SegDataset, read_labels
+from kseg.models import build_model, load_checkpoint
+from kseg.train import train_fold
+from kseg.train.data import EpochSeeded
+from kseg.train.loop import _group_sizes
+from kseg.train.oof import OofWriter, merge_parts, read_oof, write_ids
+from kseg.train.seed import rng_state, set_rng_state
+from kseg.train.state import METRIC_COLUMNS
+from kseg.train.truth import restore_batch, truth_masks
+
+from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_ids
+
+
+def test_kseg_train_writes_the_artefact_contract(demo_root, tmp_path, capsys):
+    cfg = tiny_config(demo_root, tmp_path, "model.aux_head=true")
+    args = ["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "1", f"data.root={demo_root}",
+            f"data.folds_csv={cfg.folds_path}", f"runs_dir={cfg.runs_dir}", *TINY, "model.aux_head=true"]  # fmt: skip
+    assert main(args) == 0
+    assert "fold 1: best dice" in capsys.readouterr().out
+    d = cfg.fold_dir(1)
+    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_ids.csv"]
+    assert read_saved_config(cfg.run_dir / "config.yaml") == cfg
+
+    ids = val_ids(cfg, 1)
+    oof, oof_ids = read_oof(d)
+    assert isinstance(oof, np.memmap) and oof.dtype == np.uint8
+    assert oof.shape == (len(ids), 4, 128, 256)  # submission size, not the 64x128 model size
+    assert oof_ids == ids
+
+    metrics = pd.read_csv(d / "metrics.csv")
+    assert list(metrics.columns) == METRIC_COLUMNS and metrics.epoch.tolist() == [1]
+    assert metrics.val_metric[0] == pytest.approx(oof_score(oof, cfg, ids), abs=1e-6)  # p*255 float32 ties
+
+    best = torch.load(d / "best.pt", weights_only=True)
+    last = torch.load(d / "last.pt", weights_only=True)
+    assert best["epoch"] == 1 and best["score"] == pytest.approx(metrics.val_metric[0])
+    assert {"optimizer", "scheduler", "scaler", "rng", "generator", "progress", "ema"} <= set(last)
+    assert np.abs(repredict(d / "best.pt", cfg, ids).astype(int) - oof).max() <= 1
+
+
+def test_train_requires_folds_csv(demo_root, tmp_path, caplog):
+    rc = main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "0", f"data.root={demo_root}",
+               f"data.folds_csv={tmp_path / 'missing.csv'}", f"runs_dir={tmp_path}"])  # fmt: skip
+    assert rc == 1 and "kseg folds -c" in caplog.text
+
+
+def test_bad_fold_is_rejected(demo_root, tmp_path, caplog):
+    cfg = tiny_config(demo_root, tmp_path)
+    rc = main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "7", f"data.root={demo_root}",
+               f"data.folds_csv={cfg.folds_path}", f"runs_dir={tmp_path}"])  # fmt: skip
+    assert rc == 1 and "fold 7 is not in" in caplog.text
+
+
+def test_multiclass_oof_excludes_background(demo_root, tmp_path):
+    cfg = tiny_config(demo_root, tmp_path, "competition.mode=multiclass", "loss=[{name: ce}, {name: dice}]")
+    res = train_fold(cfg, 0)
+    oof, _ = read_oof(cfg.fold_dir(0))
+    assert oof.shape[1] == 4 and math.isfinite(res.best_score)
+    assert (oof.astype(int).sum(axis=1) <= 255 + 4).all()  # softmax mass shared with the background
+
+
+def test_early_stopping_and_nonfinite_loss(demo_root, tmp_path, monkeypatch):
+    # threshold 1.0 -> empty predictions -> a constant metric: no improvement after epoch 1
+    cfg = tiny_config(demo_root, tmp_path, "train.epochs=3", "train.patience=1", "train.val_threshold=1.0")
+    res = train_fold(cfg, 0)
+    assert (res.epochs, res.best_epoch) == (2, 1)
+    assert len(pd.read_csv(cfg.fold_dir(0) / "metrics.csv")) == 2
+
+    class NanLoss(torch.nn.Module):
+        def forward(self, out, mask):
+            return out["mask"].sum() * float("nan"), {}
+
+    monkeypatch.setattr(fit_module, "build_loss", lambda cfg: NanLoss())
+    with pytest.raises(FloatingPointError, match="train.skip_nonfinite=true"):
+        train_fold(cfg.replace(train=cfg.train.__class__(**{**cfg.train.__dict__, "epochs": 1})), 0)
+    cfg2 = tiny_config(demo_root, tmp_path, "train.skip_nonfinite=true")
+    train_fold(cfg2, 0)
+    start = load_checkpoint(cfg2.fold_dir(0) / "last.pt")[0].state_dict()
+    torch.manual_seed(cfg2.train.seed)  # skipped steps leave the initial weights untouched
+    init = build_model(cfg2).state_dict()
+    assert all(torch.equal(init[k], v) for k, v in start.items() if "running" not in k and "num_batches" not in k)
+    assert math.isnan(pd.read_csv(cfg2.fold_dir(0) / "metrics.csv").train_loss[0])
+
+
+def test_wandb_offline_run_holds_the_metrics(demo_root, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = tiny_config(demo_root, tmp_path, "wandb.mode=offline", "train.log_images=2")
+    train_fold(cfg, 0)
+    runs = list((cfg.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    data = _read_when(next(runs[0].glob("run-*.wandb")), b"best_val_metric")  # wandb-core may still be flushing
+    assert "failed" not in caplog.text
+    for key in (b"val/dice", b"train/loss", b"best_val_metric", b"fold0", b"val/examples"):
+        assert key in data, key
+    assert list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+
+
+def _read_when(path, needle: bytes, timeout: float = 20.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        data = path.read_bytes()
+        if needle in data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.25)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_truth_masks_nearest_resize_by_hand():
+    # 2x4 masks, column-major 1-indexed RLE: "3 2" = column 1 (both rows); "5 1" = row 0, column 2
+    full = truth_masks(["3 2", "5 1"], (2, 4), (2, 4))
+    assert full.tolist() == [[[0, 1, 0, 0], [0, 1, 0, 0]], [[0, 0, 1, 0], [0, 0, 0, 0]]]
+    small = truth_masks(["3 2", "5 1"], (2, 4), (1, 2))  # nearest keeps source columns 0 and 2, row 0
+    assert small.dtype == np.uint8 and small.tolist() == [[[0, 0]], [[0, 1]]]
+    big = truth_masks(["3 2", "5 1"], (2, 4), (4, 8))
+    assert big[1].sum() == 4 and big[1][:2, 4:6].all()
+
+
+def test_restore_batch_requires_one_submission_size(demo_cfg):
+    cfg = demo_cfg.replace(competition=demo_cfg.competition.__class__(
+        **{**demo_cfg.competition.__dict__, "submission_size": None}))  # fmt: skip
+    probs = torch.rand(2, 4, 8, 8)
+    out, size = restore_batch(probs, [(16, 16), (16, 16)], cfg)
+    assert out.shape == (2, 4, 16, 16) and size == (16, 16)
+    with pytest.raises(ValueError, match="image b: submission size"):
+        restore_batch(probs, [(16, 16), (8, 16)], cfg, ids=["a", "b"])
+
+
+def test_oof_writer_streams_and_commits_atomically(tmp_path):
+    target = tmp_path / "oof.npy"
+    w = OofWriter(target, (3, 1, 2, 2))
+    w.write(0, np.full((2, 1, 2, 2), 7, np.uint8))
+    assert not target.exists()
+    with pytest.raises(RuntimeError, match="2 of 3 rows"):
+        w.commit()
+    w.write(2, np.full((1, 1, 2, 2), 9, np.uint8))
+    w.commit()
+    arr = np.load(target, mmap_mode="r")
+    assert arr[:, 0, 0, 0].tolist() == [7, 7, 9] and sorted(p.name for p in tmp_path.iterdir()) == ["oof.npy"]
+    w2 = OofWriter(target, (1, 1, 2, 2))
+    w2.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["oof.npy"]
+
+
+def test_merge_parts_puts_rank_rows_in_place(tmp_path):
+    parts = []
+    for rank, rows in enumerate([[0, 2, 4], [1, 3]]):
+        w = OofWriter(tmp_path / f"p{rank}.npy", (len(rows), 1, 1, 1))
+        w.write(0, np.array(rows, np.uint8).reshape(-1, 1, 1, 1) * 10)
+        parts.append((w.close(), rows))
+    merge_parts(parts, tmp_path / "oof.npy", 5, chunk=2)
+    assert np.load(tmp_path / "oof.npy").ravel().tolist() == [0, 10, 20, 30, 40]
+    write_ids(tmp_path / "oof_ids.csv", list("abcde"))
+    assert read_oof(tmp_path)[1] == list("abcde")
+
+
+def test_augment_seeding_is_per_sample_and_uncorrelated(demo_root, tmp_path):
+    cfg = tiny_config(demo_root, tmp_path, "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, "
+                      "{name: VerticalFlip, params: {p: 0.5}}]")  # fmt: skip
+    labels = read_labels(cfg)
+    ds = EpochSeeded(SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=True), seed=3)
+    plain = SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=False)[0]["image"]
+    flips = []
+    for epoch in range(24):
+        a, b = ds[(epoch, 0)]["image"], ds[(epoch, 0)]["image"]
+        assert torch.equal(a, b)  # same (epoch, index) -> same augmentation
+        flips.append((torch.equal(a, plain.flip(-1)) or torch.equal(a, plain.flip(-1, -2)),
+                      torch.equal(a, plain.flip(-2)) or torch.equal(a, plain.flip(-1, -2))))  # fmt: skip
+    assert len(set(flips)) >= 3  # h and v flips vary independently (albumentations' seed= makes them equal)
+
+
+def test_group_sizes_and_rng_round_trip(tmp_path):
+    assert _group_sizes(5, 2) == [2, 2, 2, 2, 1]
+    assert _group_sizes(3, 1) == [1, 1, 1]
+    state = rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
