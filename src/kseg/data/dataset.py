@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +72,10 @@ def folds_id_column(cfg: Config) -> str:
 
 
 def read_folds(cfg: Config) -> pd.DataFrame:
-    """``folds.csv`` as columns (image_id, fold); errors say how to create it."""
+    """``folds.csv`` as columns (image_id, fold); errors name the row and say how to recreate it.
+
+    Every fold must be an integer in ``0 .. data.n_folds - 1`` and every image must appear once.
+    """
     path = cfg.folds_path
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `kseg folds -c <config>` first")
@@ -78,13 +83,49 @@ def read_folds(cfg: Config) -> pd.DataFrame:
     col = folds_id_column(cfg)
     if col not in df.columns or "fold" not in df.columns:
         raise ValueError(f"{path}: expected columns {col!r}, 'fold'; got {list(df.columns)}")
-    out = pd.DataFrame({"image_id": df[col].astype(str), "fold": pd.to_numeric(df["fold"], errors="raise")})
-    return out.astype({"fold": int})
+    redo = "rerun `kseg folds -c <config> --force` (or fix the file)"
+    fold = pd.to_numeric(df["fold"], errors="coerce")
+    n = cfg.data.n_folds
+    bad = fold.isna() | (fold != fold.round()) | (fold < 0) | (fold >= n)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{path}: row {row + 2}: fold {df['fold'].iloc[row]!r} of image {df[col].iloc[row]!r} is not "
+                         f"an integer in 0..{n - 1} (data.n_folds={n}); {redo}")  # fmt: skip
+    out = pd.DataFrame({"image_id": df[col].astype(str), "fold": fold.astype(int)})
+    dup = out.image_id.duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        first = out.image_id.iloc[rows[0]]
+        twice = rows[(out.image_id.iloc[rows] == first).to_numpy()]
+        raise ValueError(f"{path}: image {first!r} is listed more than once (rows {', '.join(str(r + 2) for r in twice)}, "
+                         f"folds {', '.join(str(out.fold.iloc[r]) for r in twice)}); {redo}")  # fmt: skip
+    return out
+
+
+def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> None:
+    """Raise when ``folds.csv`` and the training labels disagree: an id in only one of them (stale folds)."""
+    train = labels.image_id[labels.source != PSEUDO] if "source" in labels else labels.image_id
+    where = cfg.data_root / cfg.competition.train_csv
+    redo = "folds.csv was made for other data: rerun `kseg folds -c <config> --force`"
+    extra = ~folds.image_id.isin(train)
+    if extra.any():
+        row = int(np.flatnonzero(extra.to_numpy())[0])
+        raise ValueError(f"{cfg.folds_path}: row {row + 2}: image {folds.image_id.iloc[row]!r} is not a training image "
+                         f"of {where} ({int(extra.sum())} such rows); {redo}")  # fmt: skip
+    missing = ~train.isin(folds.image_id)
+    if missing.any():
+        raise ValueError(f"{cfg.folds_path}: training image {train[missing].iloc[0]!r} of {where} has no fold "
+                         f"({int(missing.sum())} images missing); {redo}")  # fmt: skip
 
 
 def fold_split(cfg: Config, fold: int, labels: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
-    """(train_ids, val_ids) of ``fold``; pseudo-labelled images only ever go to training."""
+    """(train_ids, val_ids) of ``fold``; pseudo-labelled images only ever go to training.
+
+    With ``labels`` the fold table is first checked against them (``check_folds``).
+    """
     folds = read_folds(cfg)
+    if labels is not None:
+        check_folds(folds, labels, cfg)
     if fold not in set(folds.fold):
         raise ValueError(f"fold {fold} is not in {cfg.folds_path} (folds: {sorted(set(folds.fold))})")
     val = folds.image_id[folds.fold == fold].tolist()
@@ -102,8 +143,19 @@ def build_augment(cfg: Config) -> A.Compose:
     steps = []
     for i, step in enumerate(cfg.data.augment):
         cls = getattr(A, step.name, None)
-        if cls is None or not isinstance(cls, type):
-            raise ValueError(f"data.augment[{i}].name: {step.name!r} is not an albumentations transform")
+        if cls is None or not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
+            names = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)]
+            close = difflib.get_close_matches(step.name, names, n=5, cutoff=0.5)
+            raise ValueError(f"data.augment[{i}].name: {step.name!r} is not an albumentations transform"
+                             + (f"; did you mean {', '.join(close)}?" if close else "")
+                             + f" (valid: the {len(names)} transform classes of albumentations {A.__version__})")  # fmt: skip
+        accepted = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            unknown = sorted(set(step.params) - set(accepted))
+            if unknown:  # albumentations 2 silently ignores unknown keyword arguments
+                valid = ", ".join(n for n in accepted if n != "self")
+                raise ValueError(f"data.augment[{i}].params.{unknown[0]}: {step.name} has no parameter "
+                                 f"{unknown[0]!r}; valid: {valid}")  # fmt: skip
         try:
             steps.append(cls(**step.params))
         except (TypeError, ValueError) as e:
@@ -200,6 +252,28 @@ class SegDataset(Dataset):
             if self.rles is not None:
                 self.rles = [self.rles[i] for i in keep]
 
+    def drop_unreadable(self) -> list[str]:
+        """Decode every image once and drop the unreadable ones (logged, added to ``skipped``); returns them.
+
+        Used with ``data.on_bad_image=skip`` for validation sets, whose OOF rows must be known up front.
+        """
+        keep, bad = [], []
+        for i in range(len(self.ids)):
+            try:
+                read_image(self.path(i))
+                keep.append(i)
+            except (ImageReadError, FileNotFoundError) as e:
+                bad.append(str(self.path(i)))
+                log.warning("skipping unreadable image (data.on_bad_image=skip): %s", e)
+        if bad:
+            log.warning("skipped %d unreadable image file(s)", len(bad))
+            self.skipped += bad
+            self.ids = [self.ids[i] for i in keep]
+            self.sources = [self.sources[i] for i in keep]
+            if self.rles is not None:
+                self.rles = [self.rles[i] for i in keep]
+        return bad
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -215,6 +289,10 @@ class SegDataset(Dataset):
         item: dict[str, Any] = {"id": self.ids[idx], "size": torch.tensor(size, dtype=torch.long)}
         image = geometry.fit_image(image, self.cfg)
         if self.rles is not None:
+            native = self.cfg.competition.image_size
+            if native is not None and tuple(size) != tuple(native):
+                raise ValueError(f"image {self.ids[idx]!r}: {self.path(idx)} is {size[0]}x{size[1]}, but its masks are "
+                                 f"encoded at competition.image_size {native[0]}x{native[1]}")  # fmt: skip
             mask = geometry.fit_mask(decode_masks(self.rles[idx], size, self.ids[idx]), self.cfg)
             if self.augment is not None:
                 out = self.augment(image=image, mask=mask)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kseg.config import Config
-from kseg.data.dataset import decode_masks, read_labels
+from kseg.data.dataset import decode_masks, read_folds, read_labels
 from kseg.data.geometry import resize_masks
 from kseg.data.images import image_size
 
@@ -171,6 +171,40 @@ class OOFSet:
                     q = np.rint(acc / np.float32(len(self.names))).astype(np.uint8)
                     aux = None if aux_acc is None else np.rint(aux_acc / np.float32(len(self.names))).astype(np.uint8)
                 yield Chunk(ids, f.fold, q, aux)
+
+
+def check_against_folds(cfg: Config, oof: OOFSet) -> None:
+    """Refuse OOF predictions that do not match ``folds.csv`` (the folds the CV estimate is computed on).
+
+    Every OOF image of the first experiment's ``fold<K>`` must be in fold K of ``folds.csv``, and every image
+    of fold K must have an OOF row (with ``data.on_bad_image=skip`` missing ones are only logged: training
+    dropped them as unreadable). A ``folds.csv`` that does not exist skips the check with a warning.
+    """
+    if not cfg.folds_path.is_file():
+        log.warning("%s not found: cannot check the OOF folds against it", cfg.folds_path)
+        return
+    folds = read_folds(cfg)
+    fold_of = pd.Series(folds.fold.to_numpy(), index=folds.image_id)
+    name = oof.names[0]
+    for f in oof.experiments[name]:
+        where = Path(cfg.runs_dir) / name / f"fold{f.fold}" / "oof_ids.csv"
+        ids = pd.Series(f.ids, dtype=object)
+        got = ids.map(fold_of)
+        wrong = got.isna() | (got != f.fold)
+        if wrong.any():
+            row = int(np.flatnonzero(wrong.to_numpy())[0])
+            has = "is not in" if pd.isna(got.iloc[row]) else f"is in fold {int(got.iloc[row])} of"
+            raise ValueError(f"{where}: row {row + 2}: OOF image {ids.iloc[row]!r} of fold {f.fold} {has} "
+                             f"{cfg.folds_path}: these OOF predictions come from other folds; retrain "
+                             f"(`kseg train --fold all`) or restore the folds.csv they were trained on")  # fmt: skip
+        missing = sorted(set(folds.image_id[folds.fold == f.fold]) - set(f.ids))
+        if missing:
+            msg = (f"{where}: fold {f.fold} of {cfg.folds_path} has {len(missing)} image(s) without an OOF "
+                   f"prediction, e.g. {missing[0]!r}")
+            if cfg.data.on_bad_image != "skip":
+                raise ValueError(msg + "; retrain the fold (`kseg train --fold "
+                                 f"{f.fold}`) with this folds.csv")  # fmt: skip
+            log.warning("%s (dropped as unreadable under data.on_bad_image=skip)", msg)
 
 
 def load_oof(cfg: Config, runs: list[str]) -> OOFSet:

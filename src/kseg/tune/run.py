@@ -13,7 +13,7 @@ from kseg.config import Config
 from kseg.metrics import get_metric
 from kseg.postprocess import ClassParams
 from kseg.tune.grid import Grid
-from kseg.tune.oof import OOFSet, Truth, load_oof
+from kseg.tune.oof import OOFSet, Truth, check_against_folds, load_oof
 from kseg.tune.search import Choice, ScoreTable
 from kseg.tune.stats import class_grid_stats
 
@@ -78,6 +78,7 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     runs = list(runs or [cfg.name])
     oof = load_oof(cfg, runs)
     _check_size(cfg, oof)
+    check_against_folds(cfg, oof)
     grid = Grid.from_config(cfg.tune)
     if grid.uses_aux and not oof.has_aux:
         raise ValueError("tune.aux_gates > 0 need fold*/oof_aux.npy (aux-head OOF) in every run folder")
