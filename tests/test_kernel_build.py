@@ -230,7 +230,8 @@ def test_build_layout_and_metadata(demo_root, tmp_path, no_user):
     manifest = json.loads((ds / MANIFEST).read_text())
     assert manifest["experiment"] == "demo" and manifest["runs"] == {"demo": [0, 1, 2]}
     assert manifest["user_resolved"] is False and manifest["predict_args"] == ["--tta", "hflip"]
-    assert manifest["files"] == {r: (ds / r).stat().st_size for r in rel if r not in (MANIFEST, "dataset-metadata.json")}
+    listed = [r for r in rel if r not in (MANIFEST, "dataset-metadata.json")]
+    assert manifest["files"] == {r: (ds / r).stat().st_size for r in listed}
     assert not any("postprocess" in w for w in result.warnings)
     assert any(PLACEHOLDER_USER in w for w in result.warnings)
     assert result.total_bytes == sum(s for _, s in result.files)
@@ -259,7 +260,8 @@ def test_generated_script_settings_and_no_network_imports(demo_root, tmp_path, n
     assert "--no-index" in source and "KSEG_KAGGLE_ROOT" in source and "/kaggle" in source
     # the script is stdlib-only before the wheels are installed: no third-party top-level imports
     tops = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert tops <= {"importlib", "json", "os", "subprocess", "sys", "tempfile", "time", "zipfile", "pathlib"}
+    stdlib = {"importlib", "itertools", "json", "os", "subprocess", "sys", "tempfile", "time", "zipfile", "pathlib"}
+    assert tops <= stdlib
     shipped = sorted(p.relative_to(result.dataset_dir).as_posix() for p in result.dataset_dir.rglob("best.pt"))
     assert shipped == ["runs/demo/fold0/best.pt", "runs/other-exp/fold0/best.pt"]  # only --folds 0
     assert any("postprocess.json not found" in w for w in result.warnings)

@@ -50,10 +50,10 @@ class KaggleStub:
         self.datasets: set[str] = set()
         self.dataset_states = ["READY"]
         self.kernel_states: list[dict] = [{"status": "COMPLETE"}]
-        self.save_kernel: dict = {"ref": "/code/tester/kseg-demo-infer", "url": "http://localhost/code/tester/kseg-demo-infer",
-                                  "versionNumber": 7}  # fmt: skip
-        self.create_dataset: dict = {"ref": "tester/kseg-demo", "url": "http://localhost/tester/kseg-demo", "status": "ok"}
-        self.create_version: dict = {"ref": "tester/kseg-demo", "url": "http://localhost/tester/kseg-demo", "status": "ok"}
+        kernel_url, dataset_url = "http://localhost/code/tester/kseg-demo-infer", "http://localhost/tester/kseg-demo"
+        self.save_kernel: dict = {"ref": "/code/tester/kseg-demo-infer", "url": kernel_url, "versionNumber": 7}
+        self.create_dataset: dict = {"ref": "tester/kseg-demo", "url": dataset_url, "status": "ok"}
+        self.create_version: dict = {"ref": "tester/kseg-demo", "url": dataset_url, "status": "ok"}
         self.submission: dict = {"message": "Successfully submitted to Demo Steel"}
         self.put_status = 200
         self.outputs = {"submission.csv": b"ImageId,EncodedPixels,ClassId\n"}
@@ -408,8 +408,9 @@ def test_parsers():
     st = 'a/b has status "KernelWorkerStatus.ERROR"\nFailure message: "Your notebook tried to allocate more"\n'
     assert parse_kernel_status(_res(st)) == ("error", "Your notebook tried to allocate more")
     assert parse_kernel_status(_res('a/b has status "running"\n')) == ("running", None)
-    assert parse_kernel_output(_res("Output file downloaded to /o/submission.csv\nKernel log downloaded to /o/b.log \n")) == [
-        "/o/submission.csv", "/o/b.log"]  # fmt: skip
-    assert parse_submit(_res("3 submissions remaining today.\nSuccessfully submitted to X")) == "Successfully submitted to X"
+    downloaded = "Output file downloaded to /o/submission.csv\nKernel log downloaded to /o/b.log \n"
+    assert parse_kernel_output(_res(downloaded)) == ["/o/submission.csv", "/o/b.log"]
+    submitted = "3 submissions remaining today.\nSuccessfully submitted to X"
+    assert parse_submit(_res(submitted)) == "Successfully submitted to X"
     with pytest.raises(KaggleCLIError, match="submission rejected"):
         parse_submit(_res("Could not submit to competition"))

@@ -144,8 +144,10 @@ shutil.copy(root / "input/demo/sample_submission.csv", "submission.csv")
 
 
 def test_rehearsal_layout_and_validation(demo_root, tmp_path, monkeypatch):
-    """The script sees input/<competition>, input/<slug>, cwd working/; a valid csv passes, a bad one fails."""
-    cfg = _cfg(demo_root, tmp_path)
+    """The script sees input/<competition>, input/<slug>, cwd working/; a valid csv passes, a bad one fails.
+    Paths in the config are relative to the project folder, as in a real checkout."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(REPO / "configs" / "demo.yaml", [f"data.root={demo_root}", "runs_dir=runs", "kernel.dir=kernels"])
     result = _built(cfg, monkeypatch)
     script = """
 import os, shutil, sys

@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = sub.add_parser("submit", help="kaggle competitions submit: the pushed kernel (code competitions) or a csv")
     add_config_arguments(m)
     m.add_argument("-m", "--message", required=True, help="submission description")
-    m.add_argument("--file", default=None, help="csv to submit (file competitions); default: the kernel version")  # fmt: skip
+    m.add_argument("--file", default=None, help="csv to submit (file competitions); default: the kernel version")
 
 
 def _poll_arguments(p: argparse.ArgumentParser) -> None:

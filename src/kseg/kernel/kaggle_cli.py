@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -167,10 +166,3 @@ def parse_submit(res: CLIResult) -> str:
     if not re.search(r"successfully submitted", text, re.I):
         raise res.fail("no 'Successfully submitted' message")
     return next(line for line in text.splitlines() if re.search("successfully submitted", line, re.I))
-
-
-def kaggle_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment plus ``extra`` (for a KaggleCLI that must see custom variables)."""
-    env = dict(os.environ)
-    env.update(extra or {})
-    return env

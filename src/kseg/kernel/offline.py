@@ -17,8 +17,15 @@ from typing import Literal
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Isolation", "GUARD_MESSAGE", "GUARD_SOURCE", "probe_unshare", "resolve_isolation", "offline_prefix",
-           "install_socket_guard"]  # fmt: skip
+__all__ = [
+    "Isolation",
+    "GUARD_MESSAGE",
+    "GUARD_SOURCE",
+    "probe_unshare",
+    "resolve_isolation",
+    "offline_prefix",
+    "install_socket_guard",
+]
 
 Isolation = Literal["auto", "unshare", "guard", "none"]
 GUARD_MESSAGE = "kseg rehearsal: network access is blocked (Kaggle runs this kernel offline)"

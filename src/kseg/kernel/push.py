@@ -320,8 +320,8 @@ def log_wandb(cfg: Config, record: dict[str, Any]) -> str | None:
                             "dataset_version": record["dataset"].get("version")})  # fmt: skip
         csv = Path(kernel.get("output_dir") or "/nonexistent") / "submission.csv"
         if csv.is_file():
-            art = wandb.Artifact(f"submission-{cfg.name.replace('/', '-')}", type="submission",
-                                 metadata={"kernel": kernel["id"], "kernel_version": kernel.get("version")})  # fmt: skip
+            meta = {"kernel": kernel["id"], "kernel_version": kernel.get("version")}
+            art = wandb.Artifact(f"submission-{cfg.name.replace('/', '-')}", type="submission", metadata=meta)
             art.add_file(str(csv))
             run.log_artifact(art)
         run_id = run.id

@@ -144,10 +144,10 @@ def rehearse(
     """
     from kseg.submission.validate import validate_submission
 
-    root = kernel_root(cfg)
+    root = kernel_root(cfg).resolve()  # the script runs in another folder: no relative paths
     kernel_dir, dataset_dir = root / "kernel", root / "dataset"
     if not (kernel_dir / KERNEL_METADATA).is_file() or not dataset_dir.is_dir():
-        raise FileNotFoundError(f"no built kernel in {root}: run `kseg kernel build -c <config>` first")
+        raise FileNotFoundError(f"no built kernel in {kernel_root(cfg)}: run `kseg kernel build -c <config>` first")
     meta = read_json(kernel_dir / KERNEL_METADATA)
     script = kernel_dir / meta["code_file"]
     manifest = read_json(dataset_dir / "kseg-manifest.json")

@@ -8,6 +8,7 @@ it with ``kseg validate``. ``<root>`` is ``/kaggle``, or ``$KSEG_KAGGLE_ROOT`` t
 
 import importlib
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ def find_dataset() -> Path:
     """The attached kseg dataset: the folder whose manifest names this experiment."""
     inp = ROOT / "input"
     slug = SETTINGS["dataset_slug"]
-    candidates = [inp / slug] + [p for p in walk(inp) if p.name == slug] + list(walk(inp))
+    candidates = itertools.chain([inp / slug], (p for p in walk(inp) if p.name == slug), walk(inp))
     for folder in candidates:
         manifest = folder / MANIFEST
         if manifest.is_file() and json.loads(manifest.read_text()).get("experiment") == SETTINGS["experiment"]:
@@ -57,7 +58,7 @@ def find_competition(dataset: Path) -> Path:
     inp = ROOT / "input"
     names = SETTINGS["competition_dirs"]
     markers = [SETTINGS["sample_submission"], SETTINGS["test_images"]]
-    candidates = [inp / n for n in names] + [inp / "competitions" / n for n in names] + list(walk(inp))
+    candidates = itertools.chain((inp / n for n in names), (inp / "competitions" / n for n in names), walk(inp))
     for folder in candidates:
         if folder.is_dir() and folder != dataset and any((folder / m).exists() for m in markers):
             return folder

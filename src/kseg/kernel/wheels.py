@@ -146,7 +146,8 @@ def fetch_wheels(
                 )
                 got = sorted(Path(tmp).glob("*.whl"))
                 if len(got) != 1:
-                    raise WheelError(f"pip download {spec!r} gave {[p.name for p in Path(tmp).iterdir()]}, not one wheel")
+                    names = [p.name for p in Path(tmp).iterdir()]
+                    raise WheelError(f"pip download {spec!r} gave {names}, not one wheel")
                 path = cache_dir / got[0].name
                 shutil.move(str(got[0]), path)
             log.info("downloaded %s", path.name)
