@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,8 @@ from conftest import REPO
 from kseg.cli import main
 from kseg.config import load_config
 from kseg.kernel.build import build_kernel
-from kseg.kernel.offline import GUARD_MESSAGE, install_socket_guard, probe_unshare
+from kseg.kernel import offline
+from kseg.kernel.offline import GUARD_MESSAGE, install_socket_guard, probe_unshare, resolve_isolation
 from kseg.kernel.rehearse import make_venv, offline_env, rehearse, run_offline
 
 MODES = [
@@ -116,6 +119,16 @@ def test_venv_sees_host_packages_not_kseg_source(tmp_path):
     assert rc == 0 and out[0] == "None" and out[1] == str(tmp_path / "venv")
 
 
+def test_isolation_falls_back_to_the_guard_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(offline, "probe_unshare", lambda: None)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_isolation("auto") == "guard"
+    assert "unshare -n is not permitted" in caplog.text
+    with pytest.raises(RuntimeError, match="'unshare' requested"):
+        resolve_isolation("unshare")
+    assert resolve_isolation("guard") == "guard"
+
+
 # --------------------------------------------------------------------------- pass / fail rules
 
 
@@ -202,3 +215,38 @@ def test_demo_kernel_rehearses_offline_green(demo_root, tmp_path, monkeypatch):
     assert venv_kseg and "/venv/" in venv_kseg[0] and str(REPO / "src") not in venv_kseg[0]
     assert "installing 1 wheels: kseg-0.1.0-py3-none-any.whl" in text
     assert "kseg predict failed" not in text and "submission: " in text
+
+
+def _fake_wheel(folder: Path) -> Path:
+    """A pure-Python wheel whose requirements the host cannot meet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "fakedep-1.0-py3-none-any.whl"
+    files = {
+        "fakedep/__init__.py": "",
+        "fakedep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: fakedep\nVersion: 1.0\n"
+        "Requires-Dist: surely-missing-pkg>=1\nRequires-Dist: pyyaml>=999\n"
+        'Requires-Dist: other-missing-pkg; python_version < "3"\n',
+        "fakedep-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files["fakedep-1.0.dist-info/RECORD"] = "".join(f"{n},,\n" for n in files) + "fakedep-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def test_missing_dependency_of_a_shipped_wheel_is_named(demo_root, tmp_path, monkeypatch):
+    """The real script stops before predicting, naming what the image lacks (markers are honoured)."""
+    cfg = _cfg(demo_root, tmp_path)
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    for k in (0, 1):
+        cfg.fold_dir(k).mkdir(parents=True)
+        (cfg.fold_dir(k) / "best.pt").write_bytes(b"unused")
+    _fake_wheel(tmp_path / "cache")
+    build_kernel(cfg, wheels=("fakedep==1.0",), cache_dir=tmp_path / "cache")
+    r = rehearse(cfg, isolation="auto", timeout=120, echo=False)
+    text = r.log_path.read_text()
+    assert not r.passed and r.returncode != 0
+    assert "fakedep needs surely-missing-pkg>=1: surely-missing-pkg is not installed" in text
+    assert "fakedep needs pyyaml>=999: found pyyaml" in text
+    assert "other-missing-pkg" not in text and "running" not in text  # predict never started
