@@ -24,3 +24,14 @@ def test_folds_command_and_bad_override(demo_root, tmp_path, capsys) -> None:
     assert main(args) == 1  # refuses to overwrite
     assert main(args + ["--force"]) == 0
     assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), "model.arch=Unett"]) == 1
+
+
+def test_overrides_after_options_and_positionals(demo_root, tmp_path) -> None:
+    from kseg.cli import build_parser
+
+    args, extra = build_parser().parse_known_args(["validate", "sub.csv", "-c", "x.yaml", "a.b=1"])
+    assert extra == ["a.b=1"]
+    # main() folds such trailing key=value tokens into the overrides of the stage
+    assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), "--force", f"data.root={demo_root}",
+                 f"data.folds_csv={tmp_path}/f.csv", "data.n_folds=2"]) == 0  # fmt: skip
+    assert sorted(pd.read_csv(tmp_path / "f.csv").fold.unique().tolist()) == [0, 1]
