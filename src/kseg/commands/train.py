@@ -40,11 +40,13 @@ def parse_folds(text: str, cfg: Config) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from kseg.train import train_folds
+    from kseg.train.preflight import preflight
 
     cfg = load_config(args.config, args.overrides)
     if not cfg.folds_path.is_file():
         raise FileNotFoundError(f"{cfg.folds_path} not found: run `kseg folds -c {args.config}` first")
     folds = parse_folds(args.fold, cfg)
+    preflight(cfg, folds)  # names, output folder and disk space: fail now, not after an epoch
     results = train_folds(cfg, folds, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         for r in results:
