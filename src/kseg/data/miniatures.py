@@ -363,8 +363,9 @@ def _membranes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     gray = 165 + 10 * _smooth_noise(rng, size, size, 8) - 80 * cv2.GaussianBlur(mask.astype(np.float32), (5, 5), 0)
     blobs = np.zeros((size, size), np.uint8)  # mitochondria: dark, but not membrane
     for _ in range(int(rng.integers(4, 9))):
-        cv2.ellipse(blobs, (int(rng.integers(size)), int(rng.integers(size))),
-                    (int(rng.integers(6, 14)), int(rng.integers(4, 8))), float(rng.uniform(0, 180)), 0, 360, 1, -1)  # fmt: skip
+        centre = (int(rng.integers(size)), int(rng.integers(size)))
+        axes = (int(rng.integers(6, 14)), int(rng.integers(4, 8)))
+        cv2.ellipse(blobs, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     gray = np.where((blobs > 0) & (mask == 0), gray - 45, gray)
     gray = gray + 8 * rng.standard_normal((size, size), dtype=np.float32)
     return _to_uint8(gray), mask
@@ -399,6 +400,20 @@ _STREET_RGB = np.array(
 )  # road, sidewalk, building, vegetation, car
 
 
+def _street_layout(rng: np.random.Generator, every_class: bool) -> dict[str, Any]:
+    """Random layout of one sequence (fractions of the image size); ``every_class`` adds a tree and a car."""
+    n_buildings = int(rng.integers(2, 6))
+    n_trees, n_cars = int(rng.integers(every_class, 4)), int(rng.integers(every_class, 4))
+    return {
+        "horizon": rng.uniform(0.38, 0.5),
+        "vanish": rng.uniform(0.4, 0.6),
+        "road": (rng.uniform(0.05, 0.25), rng.uniform(0.75, 0.95)),
+        "buildings": [(x, rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)) for x in rng.uniform(-0.05, 0.95, n_buildings)],
+        "trees": [(rng.uniform(0, 1), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.12)) for _ in range(n_trees)],
+        "cars": list(rng.uniform(0.15, 0.9, n_cars)),
+    }
+
+
 def _street_scene(rng: np.random.Generator, p: dict[str, Any], h: int, w: int) -> np.ndarray:
     """Label map int [H, W] (0 = sky / other, c + 1 = STREET_CLASSES[c]) of one frame of a sequence."""
     lab = np.zeros((h, w), np.uint8)
@@ -425,7 +440,12 @@ def _street_scene(rng: np.random.Generator, p: dict[str, Any], h: int, w: int) -
 
 
 def write_streets(
-    root: str | Path, seed: int = 0, n_train: int = 12, n_test: int = 4, frames: int = 3, size: tuple[int, int] = (512, 1024)
+    root: str | Path,
+    seed: int = 0,
+    n_train: int = 12,
+    n_test: int = 4,
+    frames: int = 3,
+    size: tuple[int, int] = (512, 1024),
 ) -> Path:
     """Street scenes (our own multiclass layout): ``train_images/<city>_<seq:06>_<frame:06>.png`` 512x1024 RGB.
 
@@ -443,14 +463,7 @@ def write_streets(
     for s in range(n_seq + n_test):
         split = "train" if s < n_seq else "test"
         city = STREET_CITIES[int(rng.integers(len(STREET_CITIES)))]
-        p = {
-            "horizon": rng.uniform(0.38, 0.5),
-            "vanish": rng.uniform(0.4, 0.6),
-            "road": (rng.uniform(0.05, 0.25), rng.uniform(0.75, 0.95)),
-            "buildings": [(x, rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)) for x in rng.uniform(-0.05, 0.95, int(rng.integers(2, 6)))],
-            "trees": [(rng.uniform(0, 1), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.12)) for _ in range(int(rng.integers(s == 0, 4)))],
-            "cars": list(rng.uniform(0.15, 0.9, int(rng.integers(s == 0, 4)))),  # the first sequence has every class
-        }  # fmt: skip
+        p = _street_layout(rng, every_class=s == 0)  # the first sequence has every class
         n_frames = min(frames, n_train - s * frames) if split == "train" else 1
         for f in range(n_frames):
             image_id = f"{city}_{int(seq_ids[s]):06d}_{19 + 10 * f:06d}"
@@ -466,7 +479,9 @@ def write_streets(
             else:
                 test_ids.append(image_id)
     write_csv(root / "train.csv", pd.DataFrame(rows, columns=["ImageId", "Label", "EncodedPixels"]))
-    sample = pd.DataFrame([(i, c, "") for i in sorted(test_ids) for c in STREET_CLASSES], columns=["ImageId", "Label", "EncodedPixels"])
+    sample = pd.DataFrame(
+        [(i, c, "") for i in sorted(test_ids) for c in STREET_CLASSES], columns=["ImageId", "Label", "EncodedPixels"]
+    )
     write_csv(root / "sample_submission.csv", sample)
     return root
 
@@ -531,7 +546,8 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
             if split == "train":
                 rows.append((f"{image_id}.jpg", encode(mask)))
     write_csv(root / "train.csv", pd.DataFrame(rows, columns=["ImageId", "EncodedPixels"]))
-    write_csv(root / "sample_submission.csv", _sample_rows([f"{i}.jpg" for i in test_ids], ["ImageId", "EncodedPixels"], "1 1"))
+    test_files = [f"{i}.jpg" for i in test_ids]
+    write_csv(root / "sample_submission.csv", _sample_rows(test_files, ["ImageId", "EncodedPixels"], "1 1"))
     return root
 
 
@@ -544,7 +560,11 @@ def _write_demo(root: str | Path, seed: int = 0, n_train: int = 48, n_test: int 
     return make_demo(root, seed=seed, n_train=n_train, n_test=n_test)
 
 
-_TINY_UNET = ("model.encoder=resnet18", "model.encoder_weights=none", "model.kwargs={encoder_depth: 3, decoder_channels: [32, 16, 8]}")
+_TINY_UNET = (
+    "model.encoder=resnet18",
+    "model.encoder_weights=none",
+    "model.kwargs={encoder_depth: 3, decoder_channels: [32, 16, 8]}",
+)
 _FAST = ("train.epochs=1", "data.n_folds=2", "data.num_workers=0", "wandb.mode=disabled",
          "model.freeze_encoder_epochs=0", "train.patience=0")  # fmt: skip
 
@@ -570,7 +590,8 @@ class Miniature:
 
 MINIATURES: Registry[Miniature] = Registry("miniature competition")
 for _m in (
-    Miniature("demo", _write_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",), {"n_train": 20, "n_test": 2}),
+    Miniature("demo", _write_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",),
+              {"n_train": 20, "n_test": 2}),
     Miniature("severstal", write_severstal, "configs/severstal/unet-resnet18.yaml",
               _FAST + _TINY_UNET + ("data.image_size=[64, 384]", "data.batch_size=4", "train.accumulate=1"),
               {"n_train": 8, "n_test": 2}),
