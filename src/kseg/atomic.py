@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,37 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> N
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
         f.flush()
+
+
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be read back (truncated, corrupt, or not written by kseg)."""
+
+
+def torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` whose failures name the file.
+
+    A truncated or corrupt file, or one holding pickled objects beyond tensors and plain data (kseg never
+    writes those; never retry with ``weights_only=False`` on a file you did not write), raises
+    ``CorruptFileError``; a missing file raises ``FileNotFoundError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"{path}: empty file (0 bytes), not a checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, zip errors...
+        text = str(e).strip()
+        why = "truncated or corrupt"
+        if "Weights only load failed" in text:  # torch's advice (weights_only=False) is unsafe: leave it out
+            m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation|$)", text, re.S)
+            text = m.group(1) if m else ""
+            why = "corrupt, or holding pickled objects other than tensors and plain data"
+        detail = text.splitlines()[0].split(". ")[0][:160] if text else ""
+        raise CorruptFileError(
+            f"{path}: cannot read the checkpoint ({why}; {type(e).__name__}{': ' + detail if detail else ''})"
+        ) from e
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from kseg import __version__
-from kseg.atomic import atomic_torch_save
+from kseg.atomic import CorruptFileError, atomic_torch_save, torch_load
 from kseg.config import Config, config_from_dict, config_to_dict
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -191,9 +191,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, **extra: An
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegModel, Config]:
     """(model in eval mode, Config) rebuilt from the checkpoint file alone; no weights download."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch_load(path, map_location=map_location)
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{e}: copy it again from where it came from, or retrain that fold with "
+                               "`kseg train -c <config> --fold K`") from e  # fmt: skip
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path}: not a kseg checkpoint (needs keys 'state_dict' and 'config')")
     cfg = config_from_dict(ckpt["config"])

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from kseg.config import Config
-from kseg.data.dataset import SegDataset, seed_worker
+from kseg.data.dataset import SegDataset, collate_skip_bad, seed_worker
 from kseg.train.dist import DistInfo
 from kseg.train.seed import derive_seed
 
@@ -85,6 +85,9 @@ def build_fold_data(
     """Train loader (shuffled per epoch, sharded across ranks, seeded augments) and this rank's val loader."""
     train_ds = SegDataset(cfg, train_ids, labels, train=True)
     val_ds = SegDataset(cfg, val_ids, labels, train=False)
+    skip = cfg.data.on_bad_image == "skip"
+    if skip:  # validation rows (and the OOF) must be known up front: decode each val image once now
+        val_ds.drop_unreadable()
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"fold has {len(train_ds)} training and {len(val_ds)} validation images; both must be > 0")
     base = DistributedSampler(
@@ -106,6 +109,7 @@ def build_fold_data(
         sampler=sampler,
         drop_last=len(sampler) > bs,  # a lone tiny last batch only adds noise
         generator=generator,
+        collate_fn=collate_skip_bad if skip else None,  # unreadable training images leave their batch
         **common,
     )
     val_index = shard(len(val_ds), info)

@@ -30,6 +30,7 @@ from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
 from kseg.train.loop import Runtime, ValOutput, train_one_epoch, validate
 from kseg.train.oof import OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_ids
+from kseg.train.preflight import remove_stale_temps
 from kseg.train.seed import configure_determinism, rng_state, seed_everything, set_rng_state
 from kseg.train.state import BEST, LAST, METRICS_CSV, Progress, load_last, write_metrics_csv
 from kseg.train.tracking import Tracker, start_tracker
@@ -157,6 +158,7 @@ def train_fold(
     tracker: Tracker = Tracker()
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(fold_dir)  # left by a run killed inside an atomic write
         if not resume:  # a fresh run replaces every artefact of an older one
             for name in (BEST, LAST, OOF_FILE, METRICS_CSV):
                 (fold_dir / name).unlink(missing_ok=True)

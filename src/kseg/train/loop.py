@@ -78,48 +78,84 @@ def train_one_epoch(
     n_batches = len(loader)
     groups = _group_sizes(n_batches, max(1, t.accumulate))
     params = [p for p in model.parameters() if p.requires_grad]
-    total, count, skipped = 0.0, 0, False
+    total, count, skipped, has_grad = 0.0, 0, False, False
+    nonfinite = amp_skipped = bad_images = empty_batches = 0
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=desc, leave=False, disable=not rt.progress, dynamic_ncols=True)
     for i, batch in enumerate(bar):
-        x = rt.images(batch)
-        y = batch["mask"].to(rt.device, non_blocking=True)
         last_of_group = i + 1 == n_batches or (i + 1) % max(1, t.accumulate) == 0
-        sync = contextlib.nullcontext()
-        if info.distributed and not last_of_group and hasattr(model, "no_sync"):
-            sync = model.no_sync()
-        with sync:
-            with rt.autocast():
-                out = model(x)
-            loss, _ = loss_fn(out, y)
-            finite = all_true(bool(torch.isfinite(loss).item()), info)
-            if finite:
-                scaler.scale(loss / groups[i]).backward()
-                total += float(loss.detach()) * len(x)
-                count += len(x)
-            elif t.skip_nonfinite:
-                log.warning("%s batch %d: non-finite loss %s, skipping its optimizer step", desc, i, loss.item())
-                skipped = True
-            else:
-                raise FloatingPointError(
-                    f"{desc} batch {i}: loss is {loss.item()} (images {list(batch['id'])[:4]}...); "
-                    "lower optim.lr, set train.clip_grad, or set train.skip_nonfinite=true"
-                )
+        present = batch is not None
+        if cfg.data.on_bad_image == "skip":  # unreadable images are dropped from their batch (None: all of them)
+            bad_images += int(batch.get("skipped", 0)) if present else 0
+            empty_batches += 0 if present else 1
+            present = all_true(present, info)  # every rank skips a batch any rank lacks
+        if present:
+            x = rt.images(batch)
+            y = batch["mask"].to(rt.device, non_blocking=True)
+            sync = contextlib.nullcontext()
+            if info.distributed and not last_of_group and hasattr(model, "no_sync"):
+                sync = model.no_sync()
+            with sync:
+                with rt.autocast():
+                    out = model(x)
+                loss, _ = loss_fn(out, y)
+                finite = all_true(bool(torch.isfinite(loss).item()), info)
+                if finite:
+                    scaler.scale(loss / groups[i]).backward()
+                    total += float(loss.detach()) * len(x)
+                    count += len(x)
+                    has_grad = True
+                elif t.skip_nonfinite:
+                    log.warning("%s batch %d: non-finite loss %s, skipping its optimizer step", desc, i, loss.item())
+                    skipped = True
+                    nonfinite += 1
+                else:
+                    raise FloatingPointError(
+                        f"{desc} batch {i}: loss is {loss.item()} (images {list(batch['id'])[:4]}...); "
+                        "lower optim.lr, set train.clip_grad, or set train.skip_nonfinite=true"
+                    )
         if last_of_group:
-            if not skipped:
+            if not skipped and has_grad:
                 if t.clip_grad > 0:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(params, t.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
+                if amp_step(scaler, optimizer):
+                    amp_skipped += 1
+                    if amp_skipped == 1:
+                        log.warning("%s batch %d: AMP found inf/NaN gradients; GradScaler skipped the optimizer step "
+                                    "and lowered its scale to %g", desc, i, scaler.get_scale())  # fmt: skip
                 if ema is not None:
                     ema.update_parameters(ema_target)
             optimizer.zero_grad(set_to_none=True)
             schedule.step_batch()
-            skipped = False
+            skipped = has_grad = False
         if count and rt.progress:
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+    if nonfinite:
+        log.warning("%s: skipped %d of %d batches with a non-finite loss (train.skip_nonfinite=true)", desc, nonfinite,
+                    n_batches)  # fmt: skip
+    if amp_skipped:
+        log.warning("%s: GradScaler skipped %d of %d optimizer steps (inf/NaN gradients under AMP)", desc, amp_skipped,
+                    math.ceil(n_batches / max(1, t.accumulate)))  # fmt: skip
+    if bad_images or empty_batches:
+        log.warning("%s: %d unreadable image(s) left out of their batches, %d batch(es) with no readable image "
+                    "skipped (data.on_bad_image=skip)", desc, bad_images, empty_batches)  # fmt: skip
     return total, count
+
+
+def amp_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """``scaler.step`` + ``scaler.update``; True when the scaler silently skipped the step (inf/NaN gradients).
+
+    A skipped step shows as a lowered scale; a disabled scaler (CPU, no AMP) never skips.
+    """
+    if not scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+        return False
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() < before
 
 
 @dataclass

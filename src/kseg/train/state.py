@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from kseg.atomic import CorruptFileError, torch_load
 from kseg.config import atomic_write_text
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_metric", "seconds"]
@@ -52,8 +53,15 @@ def load_last(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     """The ``last.pt`` payload (weights-only unpickling); checks the keys ``--resume`` needs."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} not found (no finished epoch to resume from)")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        raise FileNotFoundError(f"--resume: {path} not found (no finished epoch to resume from): "
+                                "run without --resume to train the fold from the start")  # fmt: skip
+    try:
+        ckpt = torch_load(path, map_location=map_location)
+    except CorruptFileError as e:
+        raise CorruptFileError(
+            f"--resume: {e}. It cannot be resumed: run the fold again without --resume. A fresh run replaces "
+            f"best.pt, oof.npy and metrics.csv of {path.parent} too: copy them aside first if you want to keep them"
+        ) from e
     need = ("state_dict", "config", "optimizer", "scheduler", "scaler", "progress", "rng", "generator")
     missing = [k for k in need if k not in ckpt]
     if missing:
