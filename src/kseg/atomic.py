@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -72,10 +73,24 @@ class CorruptFileError(ValueError):
     """A file that exists but cannot be read back (truncated, corrupt, or not written by kseg)."""
 
 
+def _check_zip(path: Path) -> None:
+    """Verify the CRC32 of every member of a torch zip file: ``torch.load`` does not, and loads flipped bits."""
+    if not zipfile.is_zipfile(path):
+        return  # legacy (non-zip) torch format, or not a zip at all: torch.load decides
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except Exception as e:  # noqa: BLE001 - damaged headers raise BadZipFile, UnicodeDecodeError, EOFError...
+        raise CorruptFileError(f"{path}: cannot read the checkpoint (corrupt zip structure; {type(e).__name__}: {e})") from e
+    if bad is not None:
+        raise CorruptFileError(f"{path}: cannot read the checkpoint (corrupt: {bad} fails its CRC check)")
+
+
 def torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` whose failures name the file.
 
-    A truncated or corrupt file, or one holding pickled objects beyond tensors and plain data (kseg never
+    Every member's CRC32 is checked first (torch itself loads flipped bits silently). A truncated or
+    corrupt file, or one holding pickled objects beyond tensors and plain data (kseg never
     writes those; never retry with ``weights_only=False`` on a file you did not write), raises
     ``CorruptFileError``; a missing file raises ``FileNotFoundError``.
     """
@@ -84,6 +99,7 @@ def torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CorruptFileError(f"{path}: empty file (0 bytes), not a checkpoint")
+    _check_zip(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, zip errors...
