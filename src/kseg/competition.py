@@ -163,10 +163,12 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
 
 
-def read_train_labels(spec: CompetitionSpec, root: str | Path) -> pd.DataFrame:
+def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool = False) -> pd.DataFrame:
     """One row per training image: column ``image_id`` then one RLE column per class ('' = empty).
 
-    Images without rows in a ``long`` csv (only non-empty masks are listed) come from the image folder.
+    Images without rows in a ``long`` csv (only non-empty masks are listed) come from the image folder;
+    an image with a mask but no file is an error unless ``missing_ok`` (data.on_bad_image=skip: kept,
+    so the dataset skips it by name).
     """
     root = Path(root)
     path = root / spec.train_csv
@@ -189,9 +191,9 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path) -> pd.DataFrame:
         listed = sorted(spec.image_id(p.name) for p in img_dir.iterdir() if p.name.endswith(spec.image_ext))
         in_csv = set(order)
         unknown = [i for i in order if i not in set(listed)]
-        if unknown:
+        if unknown and not missing_ok:
             raise ValueError(f"{path}: image {unknown[0]!r} has a mask but no file in {img_dir}")
-        order = listed
+        order = listed + unknown
         del in_csv
     table = pd.DataFrame({"image_id": order})
     pos = pd.Series(np.arange(len(order)), index=order)

@@ -38,7 +38,7 @@ def read_labels(cfg: Config, with_pseudo: bool = False) -> pd.DataFrame:
     with ``source = "pseudo"`` (their files live in the test image folder); real rows have ``source = "train"``.
     """
     spec = cfg.competition
-    labels = read_train_labels(spec, cfg.data_root)
+    labels = read_train_labels(spec, cfg.data_root, missing_ok=cfg.data.on_bad_image == "skip")
     labels["source"] = "train"
     if with_pseudo and cfg.data.pseudo_labels:
         pseudo = read_pseudo_labels(cfg, Path(cfg.data.pseudo_labels))
@@ -102,13 +102,21 @@ def read_folds(cfg: Config) -> pd.DataFrame:
     return out
 
 
-def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> None:
-    """Raise when ``folds.csv`` and the training labels disagree: an id in only one of them (stale folds)."""
+def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Raise when ``folds.csv`` and the training labels disagree: an id in only one of them (stale folds).
+
+    With ``data.on_bad_image=skip`` ids without labels (in a long-format csv: image files that are gone)
+    are logged and dropped instead; returns the folds to use.
+    """
     train = labels.image_id[labels.source != PSEUDO] if "source" in labels else labels.image_id
     where = cfg.data_root / cfg.competition.train_csv
     redo = "folds.csv was made for other data: rerun `kseg folds -c <config> --force`"
     extra = ~folds.image_id.isin(train)
-    if extra.any():
+    if extra.any() and cfg.data.on_bad_image == "skip":
+        log.warning("skipping %d image(s) of %s with no training label or file (data.on_bad_image=skip): %s",
+                    int(extra.sum()), cfg.folds_path, folds.image_id[extra].tolist()[:5])  # fmt: skip
+        folds = folds[~extra]
+    elif extra.any():
         row = int(np.flatnonzero(extra.to_numpy())[0])
         raise ValueError(f"{cfg.folds_path}: row {row + 2}: image {folds.image_id.iloc[row]!r} is not a training image "
                          f"of {where} ({int(extra.sum())} such rows); {redo}")  # fmt: skip
@@ -116,6 +124,7 @@ def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> None:
     if missing.any():
         raise ValueError(f"{cfg.folds_path}: training image {train[missing].iloc[0]!r} of {where} has no fold "
                          f"({int(missing.sum())} images missing); {redo}")  # fmt: skip
+    return folds
 
 
 def fold_split(cfg: Config, fold: int, labels: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
@@ -125,7 +134,7 @@ def fold_split(cfg: Config, fold: int, labels: pd.DataFrame | None = None) -> tu
     """
     folds = read_folds(cfg)
     if labels is not None:
-        check_folds(folds, labels, cfg)
+        folds = check_folds(folds, labels, cfg)
     if fold not in set(folds.fold):
         raise ValueError(f"fold {fold} is not in {cfg.folds_path} (folds: {sorted(set(folds.fold))})")
     val = folds.image_id[folds.fold == fold].tolist()
