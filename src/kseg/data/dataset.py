@@ -192,7 +192,9 @@ def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str) -> n
             try:
                 out[..., c] = decode(rle, size)
             except ValueError as e:
-                raise ValueError(f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}") from e
+                if "past the image end" in str(e):
+                    raise ValueError(f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}") from e
+                raise ValueError(f"image {image_id!r} class {c}: malformed RLE in the training labels: {e}") from e
     return out
 
 

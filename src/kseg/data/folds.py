@@ -20,7 +20,15 @@ def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...]) -> np
 
     The small/large split is the median total mask area of the non-empty images.
     """
-    areas = np.stack([labels[c].map(rle_area).to_numpy(dtype=np.int64) for c in classes], axis=1)
+    def area(image_id: str, c: str, rle: str) -> int:
+        try:
+            return rle_area(rle)
+        except ValueError as e:
+            raise ValueError(f"image {image_id!r} class {c}: malformed RLE in the training labels: {e}") from e
+
+    ids = labels["image_id"] if "image_id" in labels else labels.index
+    areas = np.array([[area(i, c, r) for i, r in zip(ids, labels[c])] for c in classes], dtype=np.int64)
+    areas = areas.T.reshape(len(labels), len(classes))
     presence = (areas > 0).astype(np.int8)
     total = areas.sum(axis=1)
     nonempty = total > 0
