@@ -225,6 +225,10 @@ class SegDataset(Dataset):
         self.train = train
         self.augment = build_augment(cfg) if train else None
         self.ids = [str(i) for i in image_ids]
+        escaping = [i for i in self.ids if Path(i).is_absolute() or ".." in Path(i).parts]
+        if escaping:  # ids come from competition csvs: never let one point outside the image folder
+            raise ValueError(f"image id {escaping[0]!r}: an id must name a file inside {self.train_dir} "
+                             "(no absolute path, no '..')")  # fmt: skip
         self.rles: list[list[str]] | None = None
         self.sources: list[str] = ["train"] * len(self.ids)
         if labels is not None:

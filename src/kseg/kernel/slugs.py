@@ -12,12 +12,15 @@ A name that breaks a rule fails at build time with the rule it broke, not after 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from kseg.config import Config
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KernelNames",
@@ -121,6 +124,15 @@ def kaggle_config_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
 
 
+def check_credentials_mode(path: Path) -> bool:
+    """Warn (and return False) when ``kaggle.json`` is readable or writable by anyone but its owner."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("%s holds your Kaggle API key but has permissions %s: run `chmod 600 %s`", path, oct(mode), path)
+        return False
+    return True
+
+
 def kaggle_username() -> str | None:
     """``KAGGLE_USERNAME``, else ``username`` in ``kaggle.json`` of ``kaggle_config_dir()``; None when neither."""
     user = os.environ.get("KAGGLE_USERNAME", "").strip()
@@ -129,6 +141,7 @@ def kaggle_username() -> str | None:
     path = kaggle_config_dir() / "kaggle.json"
     if not path.is_file():
         return None
+    check_credentials_mode(path)
     try:
         data = json.loads(path.read_text() or "{}")
     except json.JSONDecodeError as e:
