@@ -19,7 +19,6 @@ from kseg.cli import main
 from _faults import run_and_kill
 from _reliab import assert_same_weights, load, metrics, tiny_cfg, train_argv
 
-pytestmark = pytest.mark.slow
 SAME = ["epoch", "lr", "train_loss", "val_loss", "val_metric"]  # every column but wall-clock seconds
 
 
