@@ -39,7 +39,7 @@ def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     mini = MINIATURES.get(name)
     root = tmp_path / "data"
     overrides = [f"runs_dir={tmp_path / 'runs'}", "predict.batch_size=4", *SIZE_PROBE]
-    rc = main(["demo", "--competition", name, "--small", "--fast", "--out", str(root), "--tta", "hflip", *overrides])
+    rc = main(["demo", "--competition", name, "--small", "--fast", "--out", str(root), "--tta", "hflip", "--no-kernel", *overrides])
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
     found = re.findall(r"^submission: (.+)$", out, re.M)

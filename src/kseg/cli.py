@@ -18,7 +18,7 @@ STAGES: dict[str, str] = {
     "predict": "ensemble folds (+TTA) on the test images and write a submission csv",
     "validate": "check a submission csv the way Kaggle would",
     "kernel": "build, rehearse and push an offline Kaggle inference kernel",
-    "demo": "generate the synthetic competition and run the whole pipeline on it",
+    "demo": "write a synthetic competition (demo or a miniature of a real one) and run the whole pipeline on it",
 }
 
 

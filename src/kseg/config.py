@@ -201,6 +201,12 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _writable(folder: Path) -> bool:
     """Writable by us and not marked read-only (root ignores permissions, so check the mode bits too)."""
     return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
@@ -356,6 +362,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artefacts get the usual permissions
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

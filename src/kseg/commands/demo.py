@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", action="store_true",
                    help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input")
     p.add_argument("--tta", default="hflip", help="TTA used by the predict stage")
+    p.add_argument("--no-kernel", action="store_true",
+                   help="stop after validate (by default the demo competition also builds and rehearses its kernel)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")  # fmt: skip
 
 
@@ -99,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name} competition written to {root}")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
-    for argv in stage_commands(config, root, overrides, args.tta, submission):
+    stages = stage_commands(config, root, overrides, args.tta, submission)
+    if name == "demo" and not args.no_kernel:
+        ov = [f"data.root={root}", *overrides]
+        stages += [["kernel", "build", "-c", str(config), "--tta", args.tta, *ov], ["kernel", "rehearse", "-c", str(config), *ov]]
+    for argv in stages:
         if _stage_module(argv[0]) is None:
             print(f"kseg {argv[0]}: not built yet, stopping the demo here")
             return 0
