@@ -2,7 +2,7 @@
 
 Each writer ``write_<name>(root, seed=0, n_train=..., n_test=...) -> root`` writes the competition's real
 folders, file names, id formats, image formats and sizes, csv columns, row conventions and line endings
-(see ``docs/competitions.md``), with few images whose shapes are easy to learn (every class has its own
+(see the README table "Competitions"), with few images whose shapes are easy to learn (every class has its own
 brightness / colour), so one epoch of a tiny model already gives non-empty masks. Masks in the csvs are
 Kaggle RLEs at the images' own size. ``MINIATURES`` maps a competition name to its writer, its shipped
 experiment config and the overrides of a fast CPU smoke run (``kseg demo --competition NAME --fast``).

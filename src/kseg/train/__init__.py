@@ -1,4 +1,4 @@
-"""Fold training: ``train_fold`` / ``train_folds`` write ``runs/<exp>/fold<K>/`` (see docs/artefacts.md)."""
+"""Fold training: ``train_fold`` / ``train_folds`` write ``runs/<exp>/fold<K>/`` (see the README, "Training artefacts")."""
 
 from kseg.train.fit import FoldResult, train_fold, train_folds
 
