@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,25 +17,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- references
-def classic_encode(img: np.ndarray) -> str:
-    """The classic Kaggle kernel encoder (reference for equality and speed)."""
-    pixels = img.T.flatten()
-    pixels = np.concatenate([[0], pixels, [0]])
-    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(x) for x in runs)
-
-
-def classic_decode(mask_rle: str, shape: tuple[int, int]) -> np.ndarray:
-    """The classic Kaggle kernel decoder: a loop over runs writing slices."""
-    s = mask_rle.split()
-    starts, lengths = [np.asarray(x, dtype=int) for x in (s[0:][::2], s[1:][::2])]
-    starts -= 1
-    ends = starts + lengths
-    img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    for lo, hi in zip(starts, ends):
-        img[lo:hi] = 1
-    return img.reshape(shape, order="F")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from rle_speed import kernel_decode as classic_decode  # noqa: E402  the common Kaggle kernel versions
+from rle_speed import kernel_encode as classic_encode  # noqa: E402
 
 
 def blob_mask(rng: np.random.Generator, h: int, w: int, sigma: float, fg: float) -> np.ndarray:
