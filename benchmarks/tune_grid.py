@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from _common import write_results
+from postprocess_speed import kernel_remove_small
 
 from kseg.metrics import dice_from_stats
 from kseg.postprocess import quantize
@@ -79,15 +80,9 @@ def vectorized(oof: np.ndarray, truth: np.ndarray, grid: Grid, chunk: int = 16) 
 
 
 def kernel_post_process(probability: np.ndarray, threshold: float, min_size: int) -> np.ndarray:
-    """The Severstal public kernel's post_process (kept as published, with >= for kseg's min_size rule)."""
+    """The Severstal public kernel's post_process: cv2 threshold, then the per-component loop."""
     mask = cv2.threshold(probability, threshold, 1, cv2.THRESH_BINARY)[1]
-    num_component, component = cv2.connectedComponents(mask.astype(np.uint8))
-    predictions = np.zeros(probability.shape, np.float32)
-    for c in range(1, num_component):
-        p = component == c
-        if p.sum() >= min_size:
-            predictions[p] = 1
-    return predictions
+    return kernel_remove_small(mask, min_size)
 
 
 def kernel_dice(pred: np.ndarray, true: np.ndarray) -> float:
