@@ -112,6 +112,7 @@ class TrainConfig:
     aux_weight: float = 0.2
     log_images: int = 4
     deterministic: bool = True
+    init_from: str = ""  # start from these weights, e.g. runs/exp/fold{fold}/best.pt (multi-stage training)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class TuneConfig:
     chunk_size: int = 64  # OOF images per chunk
     top_thresholds: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # triplet rule: mask kept if pixels exceed it
     aux_gates: tuple[float, ...] = (0.0,)  # empty when aux-head prob is below (needs fold*/oof_aux.npy)
+    oof_tta: Literal["", "none", "hflip", "vflip", "hvflip", "d4"] = ""  # "" = training's OOF; else the TTA OOF written by `kseg predict --oof --tta NAME`
 
 
 @dataclass(frozen=True)

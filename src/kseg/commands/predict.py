@@ -2,6 +2,10 @@
 
     kseg predict -c CONFIG [--runs EXP ...] [--folds 0,1,2] [--tta none|hflip|vflip|hvflip|d4]
                  [--out PATH] [--save-probs DIR] [--pseudo-labels OUT.csv --confidence 0.9] [key=value ...]
+    kseg predict -c CONFIG --oof [--folds 0,1] [--tta hflip] [key=value ...]
+
+``--oof`` re-predicts every fold's validation images with that fold's checkpoint and the TTA, writing
+``runs/<exp>/fold<K>/oof_tta-<TTA>.npy`` (+ ids, + aux) for ``kseg tune tune.oof_tta=<TTA>``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write confident test images as train-format labels")
     p.add_argument("--confidence", type=float, default=None,
                    help="pixel confidence for pseudo-labels (default: predict.pseudo_confidence)")
+    p.add_argument("--oof", action="store_true",
+                   help="re-predict each fold's validation images (OOF with TTA, for kseg tune tune.oof_tta=TTA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
 
 
@@ -46,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     runs, overrides = _split_runs(args)
     cfg = load_config(args.config, overrides)
+    if args.oof:
+        return _run_oof(args, cfg, runs)
     result = predict_submission(
         cfg,
         runs=runs,
@@ -73,4 +81,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"submission INVALID: {result.path}")
         return 1
     print(f"submission: {result.path}")
+    return 0
+
+
+def _run_oof(args: argparse.Namespace, cfg, runs: list[str]) -> int:
+    from kseg.infer.checkpoints import parse_folds
+    from kseg.infer.oof import predict_oof
+
+    unused = [flag for flag, v in (("--runs", runs), ("--out", args.out), ("--save-probs", args.save_probs),
+                                   ("--pseudo-labels", args.pseudo_labels)) if v]  # fmt: skip
+    if unused:
+        raise ValueError(f"--oof predicts the config's own experiment only; drop {', '.join(unused)}")
+    tta = args.tta or cfg.predict.tta
+    done = predict_oof(cfg, parse_folds(args.folds), tta=tta, weights=args.weights, progress=not args.no_progress)
+    for r in done:
+        print(f"fold {r.fold}: {r.images} OOF images -> {r.path}" + (f" (+ {r.aux_path.name})" if r.aux_path else ""))
+    print(f"tune on them with: kseg tune -c {args.config} tune.oof_tta={tta} ...")
     return 0

@@ -7,6 +7,7 @@ writes; metrics are reduced over ranks so every rank takes the same early-stoppi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from kseg.optim import build_optimizer, build_scheduler
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
 from kseg.train.loop import Runtime, ValOutput, train_one_epoch, validate
-from kseg.train.oof import OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_ids
+from kseg.train.oof import OOF_AUX_FILE, OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.seed import configure_determinism, rng_state, seed_everything, set_rng_state
 from kseg.train.state import BEST, LAST, METRICS_CSV, Progress, load_last, write_metrics_csv
@@ -126,7 +127,12 @@ def train_fold(
     truth = TruthTable(cfg, labels)
     shape = oof_shape(cfg, data)
 
-    model = build_model(cfg).to(rt.device)
+    init = bool(t.init_from) and not resume
+    # weights come from init_from (or last.pt): no pretrained-encoder download
+    model = build_model(cfg.replace(model=dataclasses.replace(cfg.model, encoder_weights=None)) if init or resume else cfg)
+    if init:
+        init_weights(model, t.init_from, fold)
+    model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg).to(rt.device)
@@ -160,8 +166,10 @@ def train_fold(
         fold_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(fold_dir)  # left by a run killed inside an atomic write
         if not resume:  # a fresh run replaces every artefact of an older one
-            for name in (BEST, LAST, OOF_FILE, METRICS_CSV):
+            for name in (BEST, LAST, OOF_FILE, OOF_AUX_FILE, METRICS_CSV):
                 (fold_dir / name).unlink(missing_ok=True)
+            for stale in fold_dir.glob("oof_tta-*"):  # re-predicted OOF of the old weights
+                stale.unlink(missing_ok=True)
         save_config(cfg)
         write_ids(fold_dir / OOF_IDS_FILE, data.val_ids)
         tracker = start_tracker(cfg, fold, progress.wandb_id)
@@ -191,7 +199,7 @@ def train_fold(
                                desc=f"fold{fold} ep{epoch + 1} val", n_images=t.log_images if info.is_main else 0)  # fmt: skip
                 val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
                 improved = math.isfinite(score) and score > progress.best_score
-                _store_oof(writer, improved, fold_dir, data, info)
+                _store_oof(writer, improved, fold_dir, data, info, res)
             except BaseException:
                 if writer is not None:
                     writer.discard()
@@ -232,21 +240,65 @@ def train_fold(
     return FoldResult(fold, progress.best_score, progress.best_epoch, progress.epoch, time.time() - start, fold_dir)
 
 
-def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo) -> None:
-    """Keep this epoch's OOF as ``oof.npy`` when it improved (merging rank parts under DDP), else drop it."""
+def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo,
+               res: ValOutput) -> None:  # fmt: skip
+    """Keep this epoch's OOF as ``oof.npy`` (+ ``oof_aux.npy`` with an aux head) when it improved (merging
+    rank parts under DDP), else drop it."""
+    aux = res.aux_array()
     if not info.distributed:
         if writer is not None and improved:
+            if aux is not None:
+                write_aux(fold_dir / OOF_AUX_FILE, aux)
             writer.commit()
         elif writer is not None:
             writer.discard()
         return
     tmp = str(writer.close()) if writer is not None else ""
-    parts = D.all_gather_objects((tmp, data.val_index), info)
+    parts = D.all_gather_objects((tmp, data.val_index, aux), info)
     if improved and info.is_main:
-        merge_parts(parts, fold_dir / OOF_FILE, len(data.val_ids))
+        if any(a is not None for _, _, a in parts):
+            full = np.zeros((len(data.val_ids), _aux_channels(parts)), dtype=np.uint8)
+            for _, idx, a in parts:
+                if a is not None and len(idx):
+                    full[np.asarray(idx)] = a
+            write_aux(fold_dir / OOF_AUX_FILE, full)
+        merge_parts([(p, idx) for p, idx, _ in parts], fold_dir / OOF_FILE, len(data.val_ids))
     D.barrier(info)
     if writer is not None:
         writer.discard()
+
+
+def init_weights(model: torch.nn.Module, template: str, fold: int) -> Path:
+    """Load the weights of checkpoint ``template.format(fold=fold)`` into ``model`` (a later training stage).
+
+    Only the weights: optimizer, schedule and epoch start fresh. The checkpoint must be a kseg checkpoint of
+    the same architecture (e.g. a BCE stage before a lovasz fine-tuning stage).
+    """
+    from kseg.atomic import torch_load
+
+    try:
+        path = Path(template.format(fold=fold))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"train.init_from: {template!r} is not a path template (only {{fold}} is filled in): {e}") from e
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: checkpoint {path} not found (fold {fold}; train that stage first)")
+    ckpt = torch_load(path, map_location="cpu")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"train.init_from: {path} is not a kseg checkpoint (no 'state_dict')")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        saved = ckpt.get("config", {}).get("model", {})
+        raise ValueError(f"train.init_from: {path} ({saved.get('arch')}/{saved.get('encoder')}, aux_head="
+                         f"{saved.get('aux_head')}) does not fit this model: {str(e)[:300]}") from e  # fmt: skip
+    log.info("fold %d: weights initialised from %s (epoch %s, %s %s)", fold, path, ckpt.get("epoch"),
+             ckpt.get("metric"), ckpt.get("score"))  # fmt: skip
+    return path
+
+
+def _aux_channels(parts: Sequence[tuple[str, Sequence[int], np.ndarray | None]]) -> int:
+    """Number of aux channels in gathered OOF parts (the first rank that has any)."""
+    return next(a.shape[1] for _, _, a in parts if a is not None)
 
 
 def _save_last(path: Path, model: torch.nn.Module, cfg: Config, optimizer: torch.optim.Optimizer, schedule,

@@ -169,6 +169,11 @@ class ValOutput:
     pred_area: list[np.ndarray] = field(default_factory=list)
     true_area: list[np.ndarray] = field(default_factory=list)
     images: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    aux: list[np.ndarray] = field(default_factory=list)  # uint8 [b, C] aux-head probabilities per batch
+
+    def aux_array(self) -> np.ndarray | None:
+        """uint8 [n, C] aux-head probabilities of this rank's images in ``positions`` order, None without aux."""
+        return np.concatenate(self.aux) if self.aux else None
 
     def stats(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(positions, inter, pred_area, true_area) with stats arrays [n, C]."""
@@ -207,7 +212,9 @@ def validate(
         if math.isfinite(float(loss)):
             res.loss_sum += float(loss) * b
             res.count += b
-        probs, _ = probs_from_output(out, mode)
+        probs, aux = probs_from_output(out, mode)
+        if aux is not None:
+            res.aux.append(to_uint8(aux))
         ids = list(batch["id"])
         natives = [tuple(int(v) for v in s) for s in batch["size"].tolist()]
         full, size = restore_batch(probs, natives, cfg, ids)

@@ -16,11 +16,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kseg.atomic import atomic_path, commit, temp_path
+from kseg.atomic import atomic_path, atomic_write_bytes, commit, temp_path
 from kseg.config import atomic_write_text
 
 OOF_FILE = "oof.npy"
 OOF_IDS_FILE = "oof_ids.csv"
+OOF_AUX_FILE = "oof_aux.npy"
+
+
+def oof_files(tta: str = "") -> tuple[str, str, str]:
+    """(probs, ids, aux) file names in a fold folder: training's OOF for ``""``, else the TTA re-prediction
+    of ``kseg predict --oof --tta NAME`` (``oof_tta-NAME.npy``, ``oof_tta-NAME_ids.csv``, ``oof_tta-NAME_aux.npy``)."""
+    if not tta:
+        return OOF_FILE, OOF_IDS_FILE, OOF_AUX_FILE
+    stem = f"oof_tta-{tta}"
+    return f"{stem}.npy", f"{stem}_ids.csv", f"{stem}_aux.npy"
 
 
 def to_uint8(probs: torch.Tensor) -> np.ndarray:
@@ -85,6 +95,13 @@ def merge_parts(parts: Sequence[tuple[str | Path, Sequence[int]]], path: str | P
             del src
         out.flush()
         del out
+
+
+def write_aux(path: str | Path, aux: np.ndarray) -> None:
+    """Atomically save aux-head probabilities uint8 [N, C] (row i = image ``oof_ids.csv[i]``)."""
+    if aux.dtype != np.uint8 or aux.ndim != 2:
+        raise ValueError(f"{path}: aux OOF must be uint8 [N, C], got {aux.dtype} {aux.shape}")
+    atomic_write_bytes(path, lambda f: np.save(f, np.ascontiguousarray(aux)))
 
 
 def write_ids(path: str | Path, ids: Sequence[str]) -> None:

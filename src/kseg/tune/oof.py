@@ -20,6 +20,7 @@ from kseg.config import Config
 from kseg.data.dataset import decode_masks, read_folds, read_labels
 from kseg.data.geometry import resize_masks
 from kseg.data.images import image_size
+from kseg.train.oof import oof_files
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,22 @@ class FoldOOF:
     aux: np.ndarray | None
 
 
-def open_fold(exp: str, fold: int, folder: Path) -> FoldOOF:
-    """Open ``folder/oof.npy`` (mmap), ``oof_ids.csv`` and the optional ``oof_aux.npy``; checks shapes."""
-    path = folder / "oof.npy"
+def open_fold(exp: str, fold: int, folder: Path, tta: str = "") -> FoldOOF:
+    """Open ``folder/oof.npy`` (mmap), ``oof_ids.csv`` and the optional ``oof_aux.npy``; checks shapes.
+
+    ``tta`` picks the re-predicted OOF of ``kseg predict --oof --tta NAME`` instead (``oof_tta-NAME*``).
+    """
+    probs_name, ids_name, aux_name = oof_files(tta)
+    path = folder / probs_name
     try:
         probs = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read OOF predictions: {e}") from e
     if probs.dtype != np.uint8 or probs.ndim != 4:
         raise ValueError(f"{path}: expected uint8 [N, C, H, W] (probability x 255), got {probs.dtype} {probs.shape}")
-    ids_path = folder / "oof_ids.csv"
+    ids_path = folder / ids_name
     if not ids_path.is_file():
-        raise FileNotFoundError(f"{ids_path} not found (written next to {path} by kseg train)")
+        raise FileNotFoundError(f"{ids_path} not found (written next to {path} by kseg train / kseg predict --oof)")
     ids = pd.read_csv(ids_path, dtype=str, keep_default_na=False)
     if "image_id" not in ids.columns:
         raise ValueError(f"{ids_path}: missing column 'image_id'; columns are {list(ids.columns)}")
@@ -59,7 +64,7 @@ def open_fold(exp: str, fold: int, folder: Path) -> FoldOOF:
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise ValueError(f"{ids_path}: row {row + 2}: duplicate image id {ids['image_id'].iloc[row]!r}")
     aux = None
-    aux_path = folder / "oof_aux.npy"
+    aux_path = folder / aux_name
     if aux_path.is_file():
         aux = np.load(aux_path)
         if aux.dtype != np.uint8 or aux.shape != probs.shape[:2]:
@@ -67,17 +72,19 @@ def open_fold(exp: str, fold: int, folder: Path) -> FoldOOF:
     return FoldOOF(exp, fold, probs, tuple(ids["image_id"].tolist()), aux)
 
 
-def find_folds(run_dir: Path, exp: str) -> list[FoldOOF]:
-    """Every ``fold<K>/`` of an experiment holding an ``oof.npy``, by fold number."""
+def find_folds(run_dir: Path, exp: str, tta: str = "") -> list[FoldOOF]:
+    """Every ``fold<K>/`` of an experiment holding an OOF store (training's, or the ``tta`` one), by fold number."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir} (train the experiment first)")
+    probs_name = oof_files(tta)[0]
     found = []
     for child in run_dir.iterdir():
         m = _FOLD_DIR.match(child.name)
-        if m and (child / "oof.npy").is_file():
-            found.append(open_fold(exp, int(m.group(1)), child))
+        if m and (child / probs_name).is_file():
+            found.append(open_fold(exp, int(m.group(1)), child, tta))
     if not found:
-        raise FileNotFoundError(f"no fold*/oof.npy under {run_dir} (run kseg train first)")
+        how = f"run kseg predict --oof --tta {tta}" if tta else "run kseg train"
+        raise FileNotFoundError(f"no fold*/{probs_name} under {run_dir} ({how} first)")
     return sorted(found, key=lambda f: f.fold)
 
 
@@ -209,7 +216,7 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
 
 def load_oof(cfg: Config, runs: list[str]) -> OOFSet:
     """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``)."""
-    return OOFSet({name: find_folds(Path(cfg.runs_dir) / name, name) for name in runs})
+    return OOFSet({name: find_folds(Path(cfg.runs_dir) / name, name, cfg.tune.oof_tta) for name in runs})
 
 
 class Truth:
