@@ -25,7 +25,7 @@ from kseg.data.rle import decode, validate_rle
 
 from conftest import REPO
 
-SIZE_PROBE = ("tune.thresholds=[0.0]", "tune.min_sizes=[0]")
+SIZE_PROBE = ("tune.thresholds=[0.0]", "tune.min_sizes=[0]", "tune.aux_gates=[0]")
 
 
 def lines(path: Path) -> list[bytes]:
@@ -60,6 +60,8 @@ def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert n_oof == len(read_csv(cfg.folds_path))
     assert read_saved_config(cfg.run_dir / "config.yaml").competition == spec
     assert (cfg.run_dir / "postprocess.json").is_file()
+    if cfg.tune.oof_tta:  # tuned on the OOF re-predicted with TTA (kseg predict --oof)
+        assert all((cfg.fold_dir(k) / f"oof_tta-{cfg.tune.oof_tta}.npy").is_file() for k in (0, 1))
 
     # the submission: the sample's header (byte for byte), rows, ids, classes and line endings
     sample_path = root / spec.sample_submission

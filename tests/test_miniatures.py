@@ -351,3 +351,6 @@ def test_demo_command_stage_list(tmp_path: Path) -> None:
     assert [s[0] for s in stages] == ["folds", "train", "tune", "predict", "validate"]
     assert stages[3][stages[3].index("--out") + 1] == "s.csv" and "s.csv" in stages[4]
     assert all(f"data.root={tmp_path}" in s and s[-1] == "train.epochs=1" for s in stages)
+    with_oof = stage_commands(Path("c.yaml"), tmp_path, [], "hflip", Path("s.csv"), oof_tta="hflip")
+    assert [s[0] for s in with_oof] == ["folds", "train", "predict", "tune", "predict", "validate"]
+    assert with_oof[2][with_oof[2].index("--tta") + 1] == "hflip" and "--oof" in with_oof[2]

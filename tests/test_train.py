@@ -34,7 +34,7 @@ def test_kseg_train_writes_the_artefact_contract(demo_root, tmp_path, capsys):
     assert main(args) == 0
     assert "fold 1: best dice" in capsys.readouterr().out
     d = cfg.fold_dir(1)
-    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_ids.csv"]
+    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_aux.npy", "oof_ids.csv"]
     assert read_saved_config(cfg.run_dir / "config.yaml") == cfg
 
     ids = val_ids(cfg, 1)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kseg.data.dataset import SegDataset
+from kseg.models import load_checkpoint, predict_proba
 from kseg.train.oof import read_oof
 
 from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_ids
@@ -27,7 +29,7 @@ def test_torchrun_two_gloo_processes(demo_root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("fold 2: best dice") == 1  # only rank 0 reports
     d = cfg.fold_dir(2)
-    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_ids.csv"]
+    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_aux.npy", "oof_ids.csv"]
 
     ids = val_ids(cfg, 2)
     oof, oof_ids = read_oof(d)
@@ -38,3 +40,8 @@ def test_torchrun_two_gloo_processes(demo_root, tmp_path):
     assert best == pytest.approx(oof_score(oof, cfg, ids), abs=1e-6)  # metric reduced over both ranks' images
     # rows merged from both ranks sit at their image's position: the checkpoint alone re-predicts them
     assert np.abs(repredict(d / "best.pt", cfg, ids).astype(int) - oof).max() <= 1
+    # aux rows of both ranks are put at their image's position too
+    model, ccfg = load_checkpoint(d / "best.pt")
+    ds = SegDataset(cfg, ids, train=False)
+    aux = np.stack([predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)[1][0].numpy() for i in range(len(ids))])
+    assert np.abs(np.load(d / "oof_aux.npy").astype(int) - np.rint(aux * 255)).max() <= 1

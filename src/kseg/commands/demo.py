@@ -52,13 +52,17 @@ def config_path(args: argparse.Namespace, shipped: str) -> Path:
     return Path(kseg.__file__).resolve().parents[2] / shipped
 
 
-def stage_commands(config: Path, root: Path, overrides: list[str], tta: str, submission: Path) -> list[list[str]]:
-    """The CLI argument lists of every stage, in pipeline order."""
+def stage_commands(
+    config: Path, root: Path, overrides: list[str], tta: str, submission: Path, oof_tta: str = ""
+) -> list[list[str]]:
+    """The CLI argument lists of every stage, in pipeline order (``oof_tta``: re-predict the OOF before tuning)."""
     common = ["-c", str(config)]
     ov = [f"data.root={root}", *overrides]
+    oof = [["predict", *common, "--oof", "--tta", oof_tta, *ov]] if oof_tta else []
     return [
         ["folds", *common, "--force", *ov],
         ["train", *common, "--fold", "all", *ov],
+        *oof,
         ["tune", *common, *ov],
         ["predict", *common, "--tta", tta, "--out", str(submission), *ov],
         ["validate", *common, str(submission), *ov],
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name} competition written to {root}")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
-    stages = stage_commands(config, root, overrides, args.tta, submission)
+    stages = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
     if name == "demo" and not args.no_kernel:
         ov = [f"data.root={root}", *overrides]
         stages += [["kernel", "build", "-c", str(config), "--tta", args.tta, *ov], ["kernel", "rehearse", "-c", str(config), *ov]]

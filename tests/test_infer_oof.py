@@ -1,0 +1,140 @@
+"""OOF re-prediction with TTA (``kseg predict --oof``), tuning on it (``tune.oof_tta``), training's
+``oof_aux.npy`` and multi-stage training (``train.init_from``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kseg.cli import main
+from kseg.config import Config
+from kseg.data.dataset import SegDataset
+from kseg.data.geometry import restore
+from kseg.models import build_model, load_checkpoint, predict_proba
+from kseg.postprocess import quantize
+from kseg.train import train_fold
+from kseg.train.fit import init_weights
+from kseg.train.oof import oof_files, read_oof
+from kseg.tune.run import tune
+
+from _train_support import REPO, TINY, oof_score, tiny_config, val_ids
+
+
+@pytest.fixture(scope="module")
+def trained(demo_root, tmp_path_factory) -> Config:
+    """Fold 0 of the tiny demo model with an aux head, trained for one epoch."""
+    cfg = tiny_config(demo_root, tmp_path_factory.mktemp("oof"), "model.aux_head=true", "train.device=cpu")
+    train_fold(cfg, 0)
+    return cfg
+
+
+def _cli(cfg: Config, *args: str) -> list[str]:
+    return ["-c", str(REPO / "configs/demo.yaml"), f"data.root={cfg.data.root}", f"data.folds_csv={cfg.folds_path}",
+            f"runs_dir={cfg.runs_dir}", *TINY, "model.aux_head=true", "train.device=cpu", *args]  # fmt: skip
+
+
+def test_oof_files_names():
+    assert oof_files("") == ("oof.npy", "oof_ids.csv", "oof_aux.npy")
+    assert oof_files("hflip") == ("oof_tta-hflip.npy", "oof_tta-hflip_ids.csv", "oof_tta-hflip_aux.npy")
+
+
+def test_training_writes_aux_oof_matching_the_checkpoint(trained: Config):
+    d = trained.fold_dir(0)
+    oof, ids = read_oof(d)
+    aux = np.load(d / "oof_aux.npy")
+    assert aux.dtype == np.uint8 and aux.shape == (len(ids), 4)
+    model, ccfg = load_checkpoint(d / "best.pt")
+    ds = SegDataset(trained, ids[:3], train=False)
+    for i in range(3):
+        _, a = predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)
+        expected = np.rint(a[0].numpy() * 255)
+        assert np.abs(aux[i].astype(int) - expected).max() <= 1
+
+
+def test_predict_oof_without_tta_reproduces_the_training_oof(trained: Config, capsys):
+    assert main(["predict", *_cli(trained, "--oof", "--tta", "none", "--no-progress")]) == 0
+    assert "tune.oof_tta=none" in capsys.readouterr().out
+    d = trained.fold_dir(0)
+    oof, ids = read_oof(d)
+    again = np.load(d / "oof_tta-none.npy")
+    assert again.shape == oof.shape
+    assert np.abs(again.astype(int) - oof).max() <= 1
+    assert (d / "oof_tta-none_ids.csv").read_text().split() == ["image_id", *ids]
+    assert np.abs(np.load(d / "oof_tta-none_aux.npy").astype(int) - np.load(d / "oof_aux.npy")).max() <= 1
+
+
+def test_predict_oof_hflip_averages_the_deaugmented_views(trained: Config):
+    assert main(["predict", *_cli(trained, "--oof", "--tta", "hflip", "--no-progress")]) == 0
+    d = trained.fold_dir(0)
+    oof = np.load(d / "oof_tta-hflip.npy")
+    ids = val_ids(trained, 0)
+    model, ccfg = load_checkpoint(d / "best.pt")
+    x = SegDataset(trained, [ids[0]], train=False)[0]["image"][None]
+    p, _ = predict_proba(model, x, "multilabel")
+    pf, _ = predict_proba(model, x.flip(-1), "multilabel")
+    expected = quantize(restore((p + pf.flip(-1)) / 2, (128, 256), trained)[0])
+    assert np.abs(oof[0].astype(int) - expected.astype(int)).max() <= 1
+    unflipped = quantize(restore(pf, (128, 256), trained)[0])  # forgetting to de-augment is caught
+    assert np.abs(oof[0].astype(int) - unflipped.astype(int)).max() > 5
+
+
+def test_tune_reads_the_selected_oof(trained: Config):
+    main(["predict", *_cli(trained, "--oof", "--tta", "hflip", "--no-progress")])
+    d = trained.fold_dir(0)
+    ids = val_ids(trained, 0)
+    for tta, name in (("", "oof.npy"), ("hflip", "oof_tta-hflip.npy")):
+        cfg = _with_tune(trained, oof_tta=tta, thresholds=(0.5,), min_sizes=(0,))
+        result = tune(cfg, progress=False)
+        assert result.score_default == pytest.approx(oof_score(np.load(d / name), trained, ids), abs=1e-6)
+    gated = _with_tune(trained, oof_tta="hflip", aux_gates=(0.0, 0.5))
+    assert tune(gated, progress=False).grid.uses_aux
+    with pytest.raises(FileNotFoundError, match="kseg predict --oof --tta vflip"):
+        tune(_with_tune(trained, oof_tta="vflip"), progress=False)
+
+
+def _with_tune(cfg: Config, **kw) -> Config:
+    import dataclasses
+
+    return cfg.replace(tune=dataclasses.replace(cfg.tune, **kw))
+
+
+def test_fresh_training_removes_stale_tta_oof(demo_root, tmp_path):
+    cfg = tiny_config(demo_root, tmp_path, "train.device=cpu")
+    d = cfg.fold_dir(1)
+    d.mkdir(parents=True)
+    for name in oof_files("hflip"):
+        (d / name).write_text("old weights")
+    train_fold(cfg, 1)
+    assert not any(d.glob("oof_tta-*")) and (d / "oof.npy").is_file()
+    assert not (d / "oof_aux.npy").exists()  # no aux head, no aux OOF
+
+
+def test_init_from_loads_the_previous_stage(trained: Config, tmp_path, caplog):
+    template = str(trained.run_dir / "fold{fold}" / "best.pt")
+    model = build_model(trained.replace(model=_no_weights(trained)))
+    init_weights(model, template, 0)
+    saved = torch.load(trained.fold_dir(0) / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="fold3/best.pt not found"):
+        init_weights(model, template, 3)
+    with pytest.raises(ValueError, match="not a path template"):
+        init_weights(model, template.replace("{fold}", "{stage}"), 0)
+    other = build_model(trained.replace(model=_no_weights(trained, aux_head=False)))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        init_weights(other, template, 0)
+    # a second stage trained from the first: starts from its weights (lovasz fine-tuning after BCE)
+    stage2 = ["train", *_cli(trained, "--fold", "0", "name=demo-stage2", f"train.init_from={template}",
+                             "loss=[{name: lovasz}]", "optim.lr=1e-12", "sched.name=none")]  # fmt: skip
+    caplog.set_level("INFO")
+    assert main(stage2) == 0
+    assert "weights initialised from" in caplog.text
+    after = torch.load(trained.run_dir.parent / "demo-stage2" / "fold0" / "best.pt", weights_only=True)["state_dict"]
+    weights = [k for k in saved if "running" not in k and "num_batches" not in k]
+    assert all(torch.allclose(after[k], saved[k], rtol=0, atol=1e-9) for k in weights)  # lr 1e-12: Adam steps ~lr
+
+
+def _no_weights(cfg: Config, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg.model, encoder_weights=None, **kw)
