@@ -82,7 +82,7 @@ def main() -> None:
              "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}},"
              " {name: RandomBrightnessContrast, params: {p: 0.5}}]"], 4),
         ]  # fmt: skip
-        make_demo(Path(tmp) / "sev", n_train=48, n_test=0, size=(256, 1600))
+        make_demo(Path(tmp) / "sev", n_train=96, n_test=0, size=(256, 1600))
         for name, config, overrides, bs in cases:
             cfg = load_config(
                 REPO / config,
@@ -91,7 +91,7 @@ def main() -> None:
             )  # fmt: skip
             labels = read_labels(cfg)
             ids = labels.image_id.tolist()[: 64 * bs]
-            loader_ips = loader_rate(cfg, ids, labels, batches=max(8, 256 // bs))
+            loader_ips = loader_rate(cfg, ids, labels, batches=max(8, min(len(ids), 1024) // bs - 1))  # steady state
             step_ips = step_rate(cfg, bs, steps=3)
             gpu_ref = GPU_STEP_REFERENCE[name]
             records.append({

@@ -34,7 +34,7 @@ CASES = [  # name, config, image size, batch size
 def bare_steps(model, loss_fn, opt, batches, rt) -> None:
     model.train()
     for b in batches:
-        x, y = rt.images(b), b["mask"].to(rt.device)
+        x, y = rt.images(b), rt.masks(b)
         with rt.autocast():
             out = model(x)
         loss, _ = loss_fn(out, y)

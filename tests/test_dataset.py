@@ -22,7 +22,7 @@ def test_demo_items_match_csv(demo_cfg) -> None:
     ds = SegDataset(demo_cfg, [row.image_id], labels)
     item = ds[0]
     assert item["image"].shape == (3, 128, 256) and item["image"].dtype == torch.float32
-    assert item["mask"].shape == (4, 128, 256)
+    assert item["mask"].shape == (4, 128, 256) and item["mask"].dtype == torch.uint8  # 0/1, float on the device
     assert item["size"].tolist() == [128, 256] and item["id"] == row.image_id
     for c, name in enumerate(demo_cfg.competition.classes):
         assert np.array_equal(item["mask"][c].numpy(), decode(row[name], (128, 256)).astype(np.float32))

@@ -312,7 +312,8 @@ class SegDataset(Dataset):
             if self.augment is not None:
                 out = self.augment(image=image, mask=mask)
                 image, mask = out["image"], out["mask"]
-            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask.transpose(2, 0, 1), dtype=np.float32))
+            # uint8 0/1 (a quarter of float32's bytes through the worker queues); the loop makes it float on the device
+            item["mask"] = torch.from_numpy(np.ascontiguousarray(mask.transpose(2, 0, 1), dtype=np.uint8))
         elif self.augment is not None:
             image = self.augment(image=image)["image"]
         item["image"] = to_tensor_image(normalize(image.astype(np.float32, copy=False), self.cfg))

@@ -44,6 +44,10 @@ class Runtime:
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
 
+    def masks(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Target masks float32 [N, C, H, W] on the device (the loader ships them as uint8 0/1)."""
+        return batch["mask"].to(self.device, non_blocking=True).float()
+
     def images(self, batch: dict[str, Any]) -> torch.Tensor:
         x = batch["image"].to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -91,7 +95,7 @@ def train_one_epoch(
             present = all_true(present, info)  # every rank skips a batch any rank lacks
         if present:
             x = rt.images(batch)
-            y = batch["mask"].to(rt.device, non_blocking=True)
+            y = rt.masks(batch)
             sync = contextlib.nullcontext()
             if info.distributed and not last_of_group and hasattr(model, "no_sync"):
                 sync = model.no_sync()
@@ -204,7 +208,7 @@ def validate(
     offset = 0
     for batch in tqdm(loader, desc=desc, leave=False, disable=not rt.progress, dynamic_ncols=True):
         x = rt.images(batch)
-        y = batch["mask"].to(rt.device, non_blocking=True)
+        y = rt.masks(batch)
         with rt.autocast():
             out = model(x)
         loss, _ = loss_fn(out, y)
