@@ -138,3 +138,20 @@ def _no_weights(cfg: Config, **kw):
     import dataclasses
 
     return dataclasses.replace(cfg.model, encoder_weights=None, **kw)
+
+
+def test_postprocess_records_the_oof_tta_and_predict_warns_on_a_mismatch(trained: Config, tmp_path, caplog):
+    import json
+
+    from kseg.infer.pipeline import warn_tta_mismatch
+    from kseg.tune.report import write_outputs
+
+    main(["predict", *_cli(trained, "--oof", "--tta", "hflip", "--no-progress")])
+    cfg = _with_tune(trained, oof_tta="hflip", thresholds=(0.5,), min_sizes=(0,))
+    path = write_outputs(cfg, tune(cfg, progress=False), plots=False)["postprocess"]
+    assert json.loads(path.read_text())["oof_tta"] == "hflip"
+    assert not warn_tta_mismatch(path, "hflip")
+    assert warn_tta_mismatch(path, "d4") and "tuned on OOF predicted with tta=hflip" in caplog.text
+    plain = write_outputs(_with_tune(cfg, oof_tta=""), tune(_with_tune(cfg, oof_tta=""), progress=False), plots=False)
+    assert json.loads(plain["postprocess"].read_text())["oof_tta"] == "none"
+    assert warn_tta_mismatch(plain["postprocess"], "hflip") and not warn_tta_mismatch(plain["postprocess"], "none")

@@ -29,7 +29,7 @@ from kseg.submission.write import SubmissionWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PredictResult", "default_submission_path", "load_params", "predict_submission"]
+__all__ = ["PredictResult", "default_submission_path", "load_params", "predict_submission", "warn_tta_mismatch"]
 
 
 @dataclass
@@ -67,6 +67,21 @@ def load_params(cfg: Config) -> list[Any]:
     return default_params(cfg.competition.num_classes)
 
 
+def warn_tta_mismatch(path: Path, tta: str) -> bool:
+    """Warn (and return True) when ``postprocess.json`` was tuned on OOF predicted with another TTA than ``tta``."""
+    import json
+
+    if not path.is_file():
+        return False
+    tuned = json.loads(path.read_text()).get("oof_tta")
+    if tuned is None or tuned == tta:
+        return False
+    log.warning("%s was tuned on OOF predicted with tta=%s, but this prediction uses tta=%s: thresholds and gates "
+                "may not carry over (run `kseg predict --oof --tta %s` and `kseg tune ... tune.oof_tta=%s`)",
+                path, tuned, tta, tta, tta)  # fmt: skip
+    return True
+
+
 def predict_submission(
     cfg: Config,
     runs: Sequence[str] = (),
@@ -95,6 +110,7 @@ def predict_submission(
             amp=cfg.predict.amp, weights=weights,
         )  # fmt: skip
     params = load_params(cfg)
+    warn_tta_mismatch(cfg.run_dir / "postprocess.json", tta)
     has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
     gated = [spec.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
     if gated and not has_aux:

@@ -29,8 +29,8 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else round(float(x), 6)
 
 
-def postprocess_dict(result: TuneResult, experiment: str) -> dict:
-    """The content of ``postprocess.json``."""
+def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> dict:
+    """The content of ``postprocess.json`` (``oof_tta``: the TTA of the OOF it was tuned on, "" = training's)."""
     classes = []
     for name, params, ch in zip(result.classes, result.params, result.choices):
         classes.append(
@@ -48,6 +48,7 @@ def postprocess_dict(result: TuneResult, experiment: str) -> dict:
         "metric": result.metric,
         "n_images": result.n_images,
         "folds": result.folds,
+        "oof_tta": oof_tta or "none",
         "fold_images": result.table.counts.tolist(),
         "scores": {"default": _num(result.score_default), "tuned": _num(result.score_tuned), "cv": _num(result.score_cv)},
         "classes": classes,
@@ -112,7 +113,7 @@ def write_outputs(cfg: Config, result: TuneResult, plots: bool = True) -> dict[s
     """Write postprocess.json, tune.csv and tune_<class>.png into ``cfg.run_dir``; returns the paths."""
     out = cfg.run_dir
     paths = {"postprocess": out / "postprocess.json", "csv": out / "tune.csv"}
-    atomic_write_text(paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name), indent=2) + "\n")
+    atomic_write_text(paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name, cfg.tune.oof_tta), indent=2) + "\n")
     atomic_write_text(paths["csv"], grid_frame(result).to_csv(index=False))
     if plots:
         for c, name in enumerate(result.classes):
