@@ -17,8 +17,13 @@ from pathlib import Path
 
 from _common import write_results
 
-from kseg.config import load_config
-from kseg.tune.run import tune
+import numpy as np
+
+from kseg.config import Config, load_config
+from kseg.metrics import per_item_scores
+from kseg.postprocess import apply_postprocess_batch
+from kseg.tune.oof import Truth, load_oof
+from kseg.tune.run import TuneResult, tune
 
 GATES = "tune.aux_gates=[0,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
 NO_GATE = "tune.aux_gates=[0]"
@@ -32,6 +37,7 @@ VARIANTS = [
     ("resize", "r18-cpu-resize", ["tune.oof_tta=", NO_GATE], "bilinear resize 101->128 instead of reflect pad"),
     ("resize_hflip_aux_gate", "r18-cpu-resize", ["tune.oof_tta=hflip", GATES], "resize + hflip TTA + aux gate"),
     ("bce_only", "r18-cpu-bce", ["tune.oof_tta=", NO_GATE], "BCE alone for 7 epochs"),
+    ("bce_only_hflip_aux_gate", "r18-cpu-bce", ["tune.oof_tta=hflip", GATES], "BCE alone + hflip TTA + aux gate"),
     ("bce_then_lovasz", "r18-cpu-bce-lovasz", ["tune.oof_tta=", NO_GATE], "BCE 7 epochs, then lovasz hinge 3 epochs (lr 1e-4)"),
     ("bce_then_bce", "r18-cpu-bce-more", ["tune.oof_tta=", NO_GATE], "control: BCE 7 epochs, then BCE 3 more epochs (lr 1e-4)"),
     ("bce_then_lovasz_hflip_aux_gate", "r18-cpu-bce-lovasz", ["tune.oof_tta=hflip", GATES], "lovasz fine-tuned + hflip TTA + aux gate"),
@@ -47,13 +53,41 @@ def best_per_fold(run: Path) -> list[float]:
     return out
 
 
+def per_image_cv(cfg: Config, result: TuneResult) -> dict[str, float]:
+    """Each OOF image's score (mean over classes) under the parameters chosen on the other folds.
+
+    Their mean is the CV score; paired with another variant's they give the standard error of a difference.
+    """
+    oof = load_oof(cfg, [cfg.name])
+    truth = Truth(cfg, oof.shape[1:])  # type: ignore[arg-type]
+    fold_pos = {f: i for i, f in enumerate(result.folds)}
+    out: dict[str, float] = {}
+    for chunk in oof.chunks(256):
+        params = [result.grid.params(ch.cv_cells[fold_pos[chunk.fold]]) for ch in result.choices]
+        aux = None if chunk.aux is None else chunk.aux.astype(np.float32) / np.float32(255)
+        masks = apply_postprocess_batch(chunk.q, params, aux).astype(bool)
+        scores = per_item_scores(masks, truth.masks(chunk.ids), cfg.competition.metric).mean(axis=1)
+        out.update(zip(chunk.ids, scores.tolist()))
+    mean = float(np.mean(list(out.values())))
+    if abs(mean - result.score_cv) > 1e-6:
+        raise AssertionError(f"{cfg.name}: per-image CV mean {mean:.6f} != tune's CV {result.score_cv:.6f}")
+    return out
+
+
+def paired_delta(a: dict[str, float], base: dict[str, float]) -> tuple[float, float]:
+    """(mean difference, its standard error) over the images both variants scored."""
+    ids = sorted(set(a) & set(base))
+    d = np.array([a[i] - base[i] for i in ids])
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     if len(argv) < 2 or argv[0] != "-c":
         raise SystemExit(__doc__)
     config, overrides = argv[1], [a for a in argv[2:] if not a.startswith("name=")]
-    records, base_cv = [], None
-    print("| variant | change | folds (best val, thr 0.5) | OOF thr 0.5 | tuned | CV | CV vs baseline | params |")
+    records, base_cv, base_images = [], None, None
+    print("| variant | change | folds (best val, thr 0.5) | OOF thr 0.5 | tuned | CV | CV vs baseline (± 1.96 SE) | params |")
     print("|---|---|---|---|---|---|---|---|")
     for variant, exp, tune_ov, what in VARIANTS:
         cfg = load_config(config, [*overrides, f"name=tgs-salt/{exp}", *tune_ov])
@@ -62,7 +96,10 @@ def main(argv: list[str]) -> None:
         except FileNotFoundError as e:
             print(f"| {variant} | {what} | not run: {e} |")
             continue
+        images = per_image_cv(cfg, result)
         base_cv = result.score_cv if base_cv is None else base_cv
+        base_images = images if base_images is None else base_images
+        delta, se = paired_delta(images, base_images)
         p = result.params[0]
         params = f"thr {p.threshold:g}, min_size {p.min_size}" + (f", aux_gate {p.aux_gate:g}" if p.aux_gate else "")
         folds = best_per_fold(cfg.run_dir)
@@ -71,10 +108,11 @@ def main(argv: list[str]) -> None:
             "experiment": cfg.name, "oof_tta": cfg.tune.oof_tta or "(training OOF)", "oof_images": result.n_images,
             "folds_best_val_thr05": folds, "oof_default_thr05": result.score_default,
             "oof_tuned_optimistic": result.score_tuned, "oof_tuned_cv": result.score_cv, "params": params,
+            "cv_delta_vs_baseline": delta, "cv_delta_standard_error": se,
             "hardware": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
         })  # fmt: skip
         print(f"| {variant} | {what} | {', '.join(f'{v:.4f}' for v in folds)} | {result.score_default:.4f} | "
-              f"{result.score_tuned:.4f} | {result.score_cv:.4f} | {result.score_cv - base_cv:+.4f} | {params} |")  # fmt: skip
+              f"{result.score_tuned:.4f} | {result.score_cv:.4f} | {delta:+.4f} ± {1.96 * se:.4f} | {params} |")  # fmt: skip
     write_results("tgs_ablation", records)
 
 
