@@ -118,6 +118,8 @@ def test_init_from_loads_the_previous_stage(trained: Config, tmp_path, caplog):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     with pytest.raises(FileNotFoundError, match="fold3/best.pt not found"):
         init_weights(model, template, 3)
+    relative = "{runs_dir}/" + str(trained.fold_dir(0).relative_to(trained.runs_dir)).replace("fold0", "fold{fold}") + "/best.pt"
+    assert init_weights(model, relative, 0, trained.runs_dir) == trained.fold_dir(0) / "best.pt"
     with pytest.raises(ValueError, match="not a path template"):
         init_weights(model, template.replace("{fold}", "{stage}"), 0)
     other = build_model(trained.replace(model=_no_weights(trained, aux_head=False)))

@@ -112,7 +112,7 @@ class TrainConfig:
     aux_weight: float = 0.2
     log_images: int = 4
     deterministic: bool = True
-    init_from: str = ""  # start from these weights, e.g. runs/exp/fold{fold}/best.pt (multi-stage training)
+    init_from: str = ""  # start from these weights, e.g. {runs_dir}/exp/fold{fold}/best.pt (multi-stage training)
 
 
 @dataclass(frozen=True)

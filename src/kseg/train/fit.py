@@ -131,7 +131,7 @@ def train_fold(
     # weights come from init_from (or last.pt): no pretrained-encoder download
     model = build_model(cfg.replace(model=dataclasses.replace(cfg.model, encoder_weights=None)) if init or resume else cfg)
     if init:
-        init_weights(model, t.init_from, fold)
+        init_weights(model, t.init_from, fold, cfg.runs_dir)
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -268,8 +268,9 @@ def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: F
         writer.discard()
 
 
-def init_weights(model: torch.nn.Module, template: str, fold: int) -> Path:
-    """Load the weights of checkpoint ``template.format(fold=fold)`` into ``model`` (a later training stage).
+def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str | Path = "runs") -> Path:
+    """Load the weights of checkpoint ``template.format(fold=fold, runs_dir=runs_dir)`` into ``model`` (a later
+    training stage), e.g. ``{runs_dir}/tgs-salt/unet-r34/fold{fold}/best.pt``.
 
     Only the weights: optimizer, schedule and epoch start fresh. The checkpoint must be a kseg checkpoint of
     the same architecture (e.g. a BCE stage before a lovasz fine-tuning stage).
@@ -277,9 +278,10 @@ def init_weights(model: torch.nn.Module, template: str, fold: int) -> Path:
     from kseg.atomic import torch_load
 
     try:
-        path = Path(template.format(fold=fold))
+        path = Path(template.format(fold=fold, runs_dir=runs_dir))
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"train.init_from: {template!r} is not a path template (only {{fold}} is filled in): {e}") from e
+        raise ValueError(f"train.init_from: {template!r} is not a path template (only {{fold}} and {{runs_dir}} "
+                         f"are filled in): {e}") from e  # fmt: skip
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: checkpoint {path} not found (fold {fold}; train that stage first)")
     ckpt = torch_load(path, map_location="cpu")
