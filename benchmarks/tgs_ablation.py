@@ -45,6 +45,20 @@ VARIANTS = [
 ]
 
 
+# (change, variant, reference): the pairs that differ in exactly one thing
+COMPARISONS = [
+    ("aux gate", "aux_gate", "baseline"),
+    ("hflip TTA", "hflip_tta", "baseline"),
+    ("hflip TTA, with the aux gate", "hflip_tta_aux_gate", "aux_gate"),
+    ("resize instead of pad", "resize", "baseline"),
+    ("resize instead of pad, with TTA + gate", "resize_hflip_aux_gate", "hflip_tta_aux_gate"),
+    ("BCE alone instead of BCE + lovasz (7 epochs)", "bce_only", "baseline"),
+    ("BCE alone instead of BCE + lovasz, with TTA + gate", "bce_only_hflip_aux_gate", "hflip_tta_aux_gate"),
+    ("lovasz fine-tuning vs 3 more BCE epochs", "bce_then_lovasz", "bce_then_bce"),
+    ("lovasz fine-tuning vs 3 more BCE epochs, with TTA + gate", "bce_then_lovasz_hflip_aux_gate", "bce_then_bce_hflip_aux_gate"),
+]
+
+
 def best_per_fold(run: Path) -> list[float]:
     out = []
     for fold_dir in sorted(run.glob("fold*")):
@@ -86,7 +100,7 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[0] != "-c":
         raise SystemExit(__doc__)
     config, overrides = argv[1], [a for a in argv[2:] if not a.startswith("name=")]
-    records, base_cv, base_images = [], None, None
+    records, base_cv, base_images, per_variant = [], None, None, {}
     print("| variant | change | folds (best val, thr 0.5) | OOF thr 0.5 | tuned | CV | CV vs baseline (± 1.96 SE) | params |")
     print("|---|---|---|---|---|---|---|---|")
     for variant, exp, tune_ov, what in VARIANTS:
@@ -100,6 +114,7 @@ def main(argv: list[str]) -> None:
         base_cv = result.score_cv if base_cv is None else base_cv
         base_images = images if base_images is None else base_images
         delta, se = paired_delta(images, base_images)
+        per_variant[variant] = images
         p = result.params[0]
         params = f"thr {p.threshold:g}, min_size {p.min_size}" + (f", aux_gate {p.aux_gate:g}" if p.aux_gate else "")
         folds = best_per_fold(cfg.run_dir)
@@ -113,6 +128,15 @@ def main(argv: list[str]) -> None:
         })  # fmt: skip
         print(f"| {variant} | {what} | {', '.join(f'{v:.4f}' for v in folds)} | {result.score_default:.4f} | "
               f"{result.score_tuned:.4f} | {result.score_cv:.4f} | {delta:+.4f} ± {1.96 * se:.4f} | {params} |")  # fmt: skip
+    print("\n| change (one thing differs) | variant | reference | CV difference (± 1.96 SE, paired over images) |")
+    print("|---|---|---|---|")
+    by_name = {r["name"]: r for r in records}
+    for change, variant, ref in COMPARISONS:
+        if variant in per_variant and ref in per_variant:
+            delta, se = paired_delta(per_variant[variant], per_variant[ref])
+            by_name[f"tgs_ablation_{variant}"].setdefault("comparisons", []).append(
+                {"change": change, "reference": ref, "cv_delta": delta, "standard_error": se})
+            print(f"| {change} | {variant} | {ref} | {delta:+.4f} ± {1.96 * se:.4f} |")
     write_results("tgs_ablation", records)
 
 

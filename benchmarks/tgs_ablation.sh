@@ -15,7 +15,8 @@ TGS=(-c configs/tgs-salt/unet-r34.yaml data.root=../shared/data/tgs-salt
 FOLDS=0,1
 train() { local log=$1; shift; OMP_NUM_THREADS=1 nice -n 5 $K train "${TGS[@]}" "$@" --fold $FOLDS > "$LOG/$log.log" 2>&1; }
 
-[ -f runs/tgs-salt/unet-r18-cpu/fold1/best.pt ] || train baseline name=tgs-salt/unet-r18-cpu
+[ -f runs/tgs-salt/unet-r18-cpu/fold1/best.pt ] || train baseline name=tgs-salt/unet-r18-cpu \
+    'loss=[{name: bce, weight: 0.5}, {name: lovasz, weight: 0.5}]'    # the first shipped loss
 train resize name=tgs-salt/r18-cpu-resize data.resize=resize &          # 101 -> 128 bilinear resize instead of reflect pad
 train bce name=tgs-salt/r18-cpu-bce 'loss=[{name: bce}]' &               # BCE alone (stage 1 of the lovasz recipe)
 wait

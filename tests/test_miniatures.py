@@ -328,6 +328,13 @@ def test_seed_recipes() -> None:
     planes = load_config(REPO / "configs/airplanes/unet-binary.yaml")
     assert planes.competition.mode == "multiclass" and planes.competition.classes == ("airplane",)
     assert planes.competition.submission.format == "single" and planes.competition.metric == "dice"
+    tgs = load_config(REPO / "configs/tgs-salt/unet-r34.yaml")
+    assert [t.name for t in tgs.loss] == ["bce"] and tgs.data.resize == "pad" and tgs.model.aux_head
+    assert (tgs.predict.tta, tgs.tune.oof_tta) == ("hflip", "hflip") and max(tgs.tune.aux_gates) > 0
+    tgs2 = load_config(REPO / "configs/tgs-salt/unet-r34-lovasz.yaml")  # stage 2: lovasz from stage 1's weights
+    assert tgs2.name == "tgs-salt/unet-r34-lovasz" and [t.name for t in tgs2.loss] == ["lovasz"]
+    assert tgs2.train.init_from.format(runs_dir="runs", fold=3) == f"runs/{tgs.name}/fold3/best.pt"
+    assert tgs2.data == tgs.data and tgs2.tune == tgs.tune and tgs2.optim.lr < tgs.optim.lr
     clouds = load_config(REPO / "configs/clouds/fpn-effb0.yaml")
     assert (clouds.model.arch, clouds.model.encoder) == ("FPN", "efficientnet-b0")
 
