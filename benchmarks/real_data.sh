@@ -7,10 +7,8 @@ mkdir -p "$LOG" runs/real-data
 K=.venv/bin/kseg
 NICE="nice -n 10"
 
-TGS=(-c configs/tgs-salt/unet-r34.yaml name=tgs-salt/unet-r18-cpu data.root=../shared/data/tgs-salt
-     data.folds_csv=runs/real-data/tgs-folds.csv data.num_workers=1 data.batch_size=16
-     model.encoder=resnet18 model.encoder_weights=none train.epochs=7 train.patience=0 sched.warmup_epochs=0.5
-     wandb.mode=disabled)
+source benchmarks/tgs_cpu_args.sh
+TGS+=(name=tgs-salt/unet-r18-cpu)
 ISBI=(-c configs/isbi2012/unet.yaml name=isbi2012/unet-r18-cpu data.root=../shared/data/isbi2012
       data.folds_csv=runs/real-data/isbi-folds.csv data.num_workers=1 data.image_size=256
       model.encoder=resnet18 model.encoder_weights=none train.epochs=40 wandb.mode=disabled)

@@ -8,10 +8,7 @@ set -euo pipefail
 LOG=${1:-runs/ablation-logs}
 mkdir -p "$LOG"
 K=.venv/bin/kseg
-TGS=(-c configs/tgs-salt/unet-r34.yaml data.root=../shared/data/tgs-salt
-     data.folds_csv=runs/real-data/tgs-folds.csv data.num_workers=1 data.batch_size=16
-     model.encoder=resnet18 model.encoder_weights=none train.epochs=7 train.patience=0 sched.warmup_epochs=0.5
-     wandb.mode=disabled)
+source benchmarks/tgs_cpu_args.sh
 FOLDS=0,1
 train() { local log=$1; shift; OMP_NUM_THREADS=1 nice -n 5 $K train "${TGS[@]}" "$@" --fold $FOLDS > "$LOG/$log.log" 2>&1; }
 

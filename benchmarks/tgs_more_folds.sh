@@ -6,10 +6,7 @@ set -euo pipefail
 LOG=${1:-runs/ablation-logs}
 mkdir -p "$LOG"
 K=.venv/bin/kseg
-TGS=(-c configs/tgs-salt/unet-r34.yaml data.root=../shared/data/tgs-salt
-     data.folds_csv=runs/real-data/tgs-folds.csv data.num_workers=1 data.batch_size=16
-     model.encoder=resnet18 model.encoder_weights=none train.epochs=7 train.patience=0 sched.warmup_epochs=0.5
-     wandb.mode=disabled)
+source benchmarks/tgs_cpu_args.sh
 STAGE2=(train.init_from=runs/tgs-salt/r18-cpu-bce-5f/fold{fold}/best.pt train.epochs=3 sched.warmup_epochs=0 optim.lr=1.0e-4)
 for pair in "r18-cpu-bce r18-cpu-bce-5f" "r18-cpu-bce-lovasz r18-cpu-bce-lovasz-5f"; do
   set -- $pair; mkdir -p runs/tgs-salt/$2; cp -r runs/tgs-salt/$1/fold0 runs/tgs-salt/$1/fold1 runs/tgs-salt/$2/

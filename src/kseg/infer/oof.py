@@ -21,6 +21,7 @@ from kseg.data.dataset import fold_split
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.stream import predict_images
+from kseg.postprocess import quantize
 from kseg.train.oof import OofWriter, oof_files, write_aux, write_ids
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,6 @@ class OofPrediction:
     images: int
     path: Path
     aux_path: Path | None
-
-
-def _aux_uint8(aux: np.ndarray) -> np.ndarray:
-    """float32 [C] probabilities -> uint8 [C] (x 255, rounded half to even, clamped), as training stores them."""
-    return np.clip(np.rint(np.asarray(aux, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def predict_fold_oof(
@@ -70,7 +66,7 @@ def predict_fold_oof(
             writer.write(i, pred.q[None])
             ids.append(pred.image_id)
             if pred.aux is not None:
-                aux_rows.append(_aux_uint8(pred.aux))
+                aux_rows.append(quantize(pred.aux))
         if writer is None or len(ids) != len(val_ids):
             raise ValueError(f"fold {fold}: predicted {len(ids)} of {len(val_ids)} validation images "
                              "(unreadable images are not allowed in an OOF store)")  # fmt: skip
