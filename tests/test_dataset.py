@@ -10,7 +10,7 @@ import torch
 from kseg.config import load_config
 from kseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataset, decode_masks, make_loader, read_labels
 from kseg.data.images import ImageReadError
-from kseg.data.rle import decode
+from kseg.data.rle import KAGGLE, decode
 
 from conftest import REPO, shared_dataset
 
@@ -82,7 +82,7 @@ def test_bad_files_error_or_skip(demo_root: Path, tmp_path: Path) -> None:
 
 def test_mask_past_image_names_id_and_size() -> None:
     with pytest.raises(ValueError, match=r"image 'x.png' class 1: mask does not fit the 4x4 image"):
-        decode_masks(["", "15 5"], (4, 4), "x.png")
+        decode_masks(["", "15 5"], (4, 4), "x.png", KAGGLE)
 
 
 def test_truncated_jpeg_error_or_skipped_batch(demo_root: Path, tmp_path: Path) -> None:

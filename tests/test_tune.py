@@ -14,7 +14,7 @@ import yaml
 
 from kseg.cli import main
 from kseg.config import config_from_dict, config_to_dict, load_config
-from kseg.data.rle import decode, encode
+from kseg.data.rle import KAGGLE, decode, encode
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, default_params, load_postprocess, quantize
 from kseg.tune.oof import OOFSet, Truth, find_folds, load_oof
@@ -241,7 +241,7 @@ def _demo_oof(cfg, rng: np.random.Generator) -> None:
         ids = folds.image_id[folds.fold == k].tolist()
         out = []
         for i in ids:
-            m = decode_masks(list(labels.loc[i, names]), size, i).transpose(2, 0, 1).astype(np.float32)
+            m = decode_masks(list(labels.loc[i, names]), size, i, KAGGLE).transpose(2, 0, 1).astype(np.float32)
             p = np.stack([cv2.GaussianBlur(x, (9, 9), 3) for x in m]) * 0.8 + rng.random(m.shape, dtype=np.float32) ** 6 * 0.7
             out.append(quantize(np.clip(p, 0, 1)))
         d = cfg.fold_dir(int(k))

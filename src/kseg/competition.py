@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from kseg.data.rle import RleDialect, rle_syntax_problems, union
 from kseg.typed import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class CsvSpec:
     rle_column: str = "EncodedPixels"
     class_column: str = "ClassId"
     separator: str = "_"  # between image and class in ``combined`` / ``image_label`` ids
+    instances: bool = False  # several rows per image x class, one per object (SIIM, Airbus): united on read
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class CompetitionSpec:
     train: CsvSpec = field(default_factory=CsvSpec)
     submission: CsvSpec = field(default_factory=CsvSpec)
     group_pattern: str = ""  # regex; group(1) of the image id = group kept in one fold (Carvana car id)
+    rle: RleDialect = field(default_factory=RleDialect)  # pixel order, starts, empty token of every csv
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -163,6 +166,41 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
 
 
+def _checked_rles(spec: CompetitionSpec, column: pd.Series, ids: np.ndarray, cls: np.ndarray,
+                  path: Path) -> np.ndarray:
+    """RLE strings [N] of a train csv column, stripped, each checked in the spec's dialect; empty -> ''.
+
+    A string that is not legal in ``spec.rle`` raises naming the csv row, the image, the class and the dialect.
+    """
+    rles = column.fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    dialect = spec.rle
+    for i, rle in enumerate(rles):
+        if dialect.is_empty(rle):
+            rles[i] = ""
+            continue
+        problems = rle_syntax_problems(rle, dialect)
+        if problems:
+            raise ValueError(f"{path}: row {i + 2}: image {ids[i]!r} class {spec.classes[cls[i]]}: {problems[0]}")
+    return rles
+
+
+def _unite_instances(spec: CompetitionSpec, key: pd.Series, ids: np.ndarray, cls: np.ndarray,
+                     rles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of one image x class (one per object instance) -> one row with the union of their masks."""
+    codes, uniques = pd.factorize(key)
+    first = np.full(len(uniques), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # first row of each key
+    united = np.empty(len(uniques), dtype=object)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for u in range(len(uniques)):  # one union per image x class, each vectorized over its runs
+        members = rles[order[bounds[u]:bounds[u + 1]]]
+        united[u] = members[0] if len(members) == 1 else union([r for r in members if r], spec.rle)
+        if united[u] == spec.rle.empty:
+            united[u] = ""
+    return ids[first], cls[first], united
+
+
 def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool = False) -> pd.DataFrame:
     """One row per training image: column ``image_id`` then one RLE column per class ('' = empty).
 
@@ -177,12 +215,15 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool 
     if csv.rle_column not in df.columns:
         raise ValueError(f"{path}: missing column {csv.rle_column!r}; columns are {list(df.columns)}")
     ids, cls = split_rows(spec, csv, df, str(path))
-    rles = df[csv.rle_column].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    rles = _checked_rles(spec, df[csv.rle_column], ids, cls, path)
     key = pd.Series(ids).astype(str) + "\x00" + pd.Series(cls).astype(str)
     dup = key.duplicated()
-    if dup.any():
+    if dup.any() and csv.instances:
+        ids, cls, rles = _unite_instances(spec, key, ids, cls, rles)
+    elif dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise ValueError(f"{path}: row {row + 2}: duplicate mask for image {ids[row]!r} class {spec.classes[cls[row]]}")
+        raise ValueError(f"{path}: row {row + 2}: duplicate mask for image {ids[row]!r} class {spec.classes[cls[row]]}"
+                         f" (one row per object instance? set competition.train.instances: true)")
     order = list(dict.fromkeys(ids.tolist()))
     if csv.format == "long":
         img_dir = root / spec.train_images

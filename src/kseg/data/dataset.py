@@ -19,7 +19,7 @@ from kseg.competition import read_csv, read_train_labels, split_rows
 from kseg.config import Config
 from kseg.data import geometry
 from kseg.data.images import ImageReadError, read_image
-from kseg.data.rle import decode
+from kseg.data.rle import RleDialect, decode
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,15 @@ def to_tensor_image(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
 
-def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str) -> np.ndarray:
-    """RLE per class -> uint8 [H, W, C]; an RLE running past the image names the image id and size."""
+def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str, dialect: RleDialect) -> np.ndarray:
+    """RLE per class in the competition's ``dialect`` -> uint8 [H, W, C].
+
+    An RLE running past the image names the image id and size."""
     out = np.zeros((size[0], size[1], len(rles)), dtype=np.uint8)
     for c, rle in enumerate(rles):
         if rle:
             try:
-                out[..., c] = decode(rle, size)
+                out[..., c] = decode(rle, size, dialect)
             except ValueError as e:
                 if "past the image end" in str(e):
                     raise ValueError(f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}") from e
@@ -308,7 +310,7 @@ class SegDataset(Dataset):
             if native is not None and tuple(size) != tuple(native):
                 raise ValueError(f"image {self.ids[idx]!r}: {self.path(idx)} is {size[0]}x{size[1]}, but its masks are "
                                  f"encoded at competition.image_size {native[0]}x{native[1]}")  # fmt: skip
-            mask = geometry.fit_mask(decode_masks(self.rles[idx], size, self.ids[idx]), self.cfg)
+            mask = geometry.fit_mask(decode_masks(self.rles[idx], size, self.ids[idx], self.cfg.competition.rle), self.cfg)
             if self.augment is not None:
                 out = self.augment(image=image, mask=mask)
                 image, mask = out["image"], out["mask"]

@@ -10,19 +10,19 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from kseg.config import Config, atomic_write_text
 from kseg.data.dataset import folds_id_column, read_labels
-from kseg.data.rle import rle_area
+from kseg.data.rle import KAGGLE, RleDialect, rle_area
 
 log = logging.getLogger(__name__)
 
 
-def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...], dialect: RleDialect = KAGGLE) -> np.ndarray:
     """Binary targets [N, C + 3]: class presence per class + one-hot area bucket (empty/small/large).
 
     The small/large split is the median total mask area of the non-empty images.
     """
     def area(image_id: str, c: str, rle: str) -> int:
         try:
-            return rle_area(rle)
+            return rle_area(rle, dialect)
         except ValueError as e:
             raise ValueError(f"image {image_id!r} class {c}: malformed RLE in the training labels: {e}") from e
 
@@ -61,7 +61,7 @@ def make_folds(cfg: Config) -> tuple[pd.DataFrame, np.ndarray]:
     """(DataFrame (image_id, fold), stratification targets [N, C + 3]) for the training images."""
     spec = cfg.competition
     labels = read_labels(cfg)
-    targets = stratification_targets(labels, spec.classes)
+    targets = stratification_targets(labels, spec.classes, spec.rle)
     groups = spec.group_of(labels.image_id)
     folds = assign_folds(targets, cfg.data.n_folds, cfg.data.fold_seed, None if groups is None else groups.to_numpy())
     return pd.DataFrame({"image_id": labels.image_id.to_numpy(), "fold": folds}), targets

@@ -20,7 +20,6 @@ import numpy as np
 
 from kseg.competition import list_test_ids
 from kseg.config import Config
-from kseg.data.rle import encode_batch
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.probs_store import ProbsWriter
 from kseg.infer.pseudo import PseudoLabelWriter, check_confidence
@@ -143,7 +142,7 @@ def predict_submission(
             ensemble, ids, image_dir, confidence=confidence if pseudo is not None else None, progress=progress
         ):
             masks = apply_postprocess(pred.q, params, pred.aux)
-            writer.add(pred.image_id, encode_batch(masks))
+            writer.add(pred.image_id, spec.rle.encode_batch(masks))
             empty += ~masks.reshape(masks.shape[0], -1).any(axis=1)
             n += 1
             if probs_writer is not None:

@@ -28,7 +28,6 @@ import torch
 
 from kseg.competition import CompetitionSpec
 from kseg.data.geometry import resize_masks
-from kseg.data.rle import encode_batch
 from kseg.submission.write import TrainCsvWriter
 
 
@@ -59,6 +58,7 @@ class PseudoLabelWriter:
             raise ValueError(f"predict.pseudo_min_fraction: expected a share in [0, 1], got {min_fraction}")
         self.min_fraction = min_fraction
         self.writer = TrainCsvWriter(spec, out_path)
+        self.dialect = spec.rle
         self.kept = 0
         self.seen = 0
 
@@ -74,7 +74,7 @@ class PseudoLabelWriter:
         h, w = int(native_size[0]), int(native_size[1])
         if masks.shape[1:] != (h, w):
             masks = np.ascontiguousarray(resize_masks(np.ascontiguousarray(masks.transpose(1, 2, 0)), (h, w)).transpose(2, 0, 1))
-        self.writer.add(image_id, encode_batch(masks))
+        self.writer.add(image_id, self.dialect.encode_batch(masks))
         self.kept += 1
         return True
 

@@ -162,12 +162,12 @@ def validate_submission(path: str | Path, cfg: Config) -> ValidationReport:
         if isinstance(size, str):
             report.problems.append(f"row {i + 2} ({_row_label(spec, ids[i], cls[i])}): {size}")
             continue
-        problems = validate_rle(rle, size)
+        problems = validate_rle(rle, size, spec.rle)
         if problems:
             where = f"row {i + 2} ({_row_label(spec, ids[i], cls[i])})"
             report.problems.extend(f"{where}: {problem}" for problem in problems)
         else:
-            areas[i] = rle_area(rle)
+            areas[i] = rle_area(rle, spec.rle)
 
     for c, name in enumerate(spec.classes):
         sel = (cls == c) & (areas >= 0)

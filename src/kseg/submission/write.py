@@ -121,7 +121,7 @@ class SubmissionWriter:
         return self._out.path
 
     def add(self, image_id: str, rles: Sequence[str]) -> None:
-        """Set the masks of one image: ``rles[c]`` is the RLE of class index ``c`` ('' = empty)."""
+        """Set the masks of one image: ``rles[c]`` is the RLE of class index ``c`` (the dialect's empty token or '')."""
         rows = self._rows.get(str(image_id))
         if rows is None:
             raise ValueError(f"image {image_id!r} is not in {self.sample_path}")
@@ -131,7 +131,7 @@ class SubmissionWriter:
             raise ValueError(f"image {image_id!r}: {len(rles)} masks for {self.spec.num_classes} classes")
         self._added.add(image_id)
         for r in rows.tolist():
-            self._rles[r] = rles[self._cls[r]] or ""
+            self._rles[r] = rles[self._cls[r]] or self.spec.rle.empty
         self._pending += len(rows)
         self._flush()
 
@@ -217,14 +217,15 @@ class TrainCsvWriter:
         spec, t = self.spec, self.spec.train
         if len(rles) != spec.num_classes:
             raise ValueError(f"image {image_id!r}: {len(rles)} masks for {spec.num_classes} classes")
+        empty = spec.rle.empty
         if t.format == "single":
-            rows = [[image_id, rles[0] or ""]]
+            rows = [[image_id, rles[0] or empty]]
         elif t.format == "long":
-            rows = [[image_id, spec.labels[c], r] for c, r in enumerate(rles) if r]
+            rows = [[image_id, spec.labels[c], r] for c, r in enumerate(rles) if not spec.rle.is_empty(r)]
             if not rows:
-                rows = [[image_id, spec.labels[0], ""]]
+                rows = [[image_id, spec.labels[0], empty]]
         else:
-            rows = [[f"{image_id}{t.separator}{spec.labels[c]}", r or ""] for c, r in enumerate(rles)]
+            rows = [[f"{image_id}{t.separator}{spec.labels[c]}", r or empty] for c, r in enumerate(rles)]
         self._out.writer.writerows(rows)
         self.images += 1
         self.rows += len(rows)

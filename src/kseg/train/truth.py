@@ -14,12 +14,16 @@ import torch
 
 from kseg.config import Config
 from kseg.data.dataset import decode_masks
+from kseg.data.rle import KAGGLE, RleDialect
 from kseg.data.geometry import resize_masks, restore, submission_size
 
 
-def truth_masks(rles: Sequence[str], native: tuple[int, int], size: tuple[int, int], image_id: str = "") -> np.ndarray:
+def truth_masks(
+    rles: Sequence[str], native: tuple[int, int], size: tuple[int, int], image_id: str = "",
+    dialect: RleDialect = KAGGLE,
+) -> np.ndarray:
     """RLE per class (at ``native`` (H, W)) -> uint8 [C, H, W] at ``size`` (nearest-neighbour resize)."""
-    masks = decode_masks(list(rles), native, image_id)  # [H, W, C]
+    masks = decode_masks(list(rles), native, image_id, dialect)  # [H, W, C]
     masks = resize_masks(masks, size)
     if masks.ndim == 2:
         masks = masks[..., None]
@@ -37,7 +41,8 @@ class TruthTable:
     def batch(self, ids: Sequence[str], natives: Sequence[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
         """uint8 [B, C, H, W] at ``size`` for images ``ids`` of native sizes ``natives``."""
         rows = self.rles.loc[list(ids)].to_numpy(dtype=object)
-        return np.stack([truth_masks(r, n, size, i) for r, n, i in zip(rows, natives, ids)])
+        dialect = self.cfg.competition.rle
+        return np.stack([truth_masks(r, n, size, i, dialect) for r, n, i in zip(rows, natives, ids)])
 
 
 def restore_batch(

@@ -251,7 +251,7 @@ class Truth:
         for i, image_id in enumerate(ids):
             if not any(rows[i]):
                 continue
-            m = decode_masks(list(rows[i]), self._native_size(image_id), image_id)  # [H, W, C]
+            m = decode_masks(list(rows[i]), self._native_size(image_id), image_id, self.cfg.competition.rle)  # [H, W, C]
             m = resize_masks(m, self.size)
             out[i] = np.moveaxis(m, -1, 0).astype(bool)
         return out
