@@ -19,6 +19,7 @@ from kseg.data.miniatures import CLOUD_LABELS, MINIATURES, STREET_CLASSES, carva
 from kseg.data.rle import decode, rle_area, validate_rle
 
 from conftest import REPO, shared_dataset
+from rle_reference import PUBLISHED, published_encoder, ref_decode
 
 ALL = MINIATURES.names()
 
@@ -45,7 +46,8 @@ def spec_cfg(name: str, root: Path, tmp_path: Path, *overrides: str):
 def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every miniature at its end-to-end-test size, written once (seed 0)."""
     base = tmp_path_factory.mktemp("mini")
-    return {n: write_miniature(n, base / n, seed=0, **MINIATURES.get(n).small) for n in ALL}
+    return {n: write_miniature(n, base / n, seed=0, encode=published_encoder(n), **MINIATURES.get(n).small)
+            for n in ALL}
 
 
 # --------------------------------------------------------------------------- every miniature
@@ -62,9 +64,9 @@ def digest(root: Path) -> str:
 @pytest.mark.parametrize("name", ALL)
 def test_deterministic_per_seed(name: str, small: dict[str, Path], tmp_path: Path) -> None:
     kwargs = MINIATURES.get(name).small
-    again = write_miniature(name, tmp_path / "a", seed=0, **kwargs)
+    again = write_miniature(name, tmp_path / "a", seed=0, **kwargs)  # the shipped spec's own dialect
     other = write_miniature(name, tmp_path / "b", seed=1, **kwargs)
-    assert digest(again) == digest(small[name]) != digest(other)
+    assert digest(again) == digest(small[name]) != digest(other)  # ... writes what the published one does
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -90,12 +92,33 @@ def test_reads_with_the_shipped_config_and_is_learnable(name: str, small: dict[s
         image = read_image(small[name] / spec.train_images / spec.image_file(row.image_id))
         for c, cls in enumerate(spec.classes):
             if row[cls]:
-                m = decode(row[cls], image.shape[:2]).astype(bool)
+                m = spec.rle.decode(row[cls], image.shape[:2]).astype(bool)
                 inside[c] += image[m].sum(0)
                 outside[c] += image[~m].sum(0)
                 count[c] += (m.sum(), (~m).sum())
     contrast = np.abs(inside / count[:, :1] - outside / np.maximum(count[:, 1:], 1)).max(axis=1) * 255
     assert (contrast > 12).all(), f"{name}: mean colour inside vs outside each class {contrast.round(1)}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_csv_masks_read_as_the_competition_publishes_them(name: str, small: dict[str, Path], tmp_path: Path) -> None:
+    """csvs written by the published reference encoder decode to the same masks through the spec's dialect,
+    and kseg's encoder writes the very same strings back (so kseg's submissions use the competition's order)."""
+    cfg = spec_cfg(name, small[name], tmp_path)
+    spec = cfg.competition
+    labels = read_train_labels(spec, small[name])
+    from kseg.data.images import image_size
+
+    checked = 0
+    for _, row in labels.iterrows():
+        size = image_size(small[name] / spec.train_images / spec.image_file(row.image_id))
+        for cls in spec.classes:
+            if row[cls]:
+                truth = ref_decode(row[cls], size, **PUBLISHED[name])
+                assert np.array_equal(spec.rle.decode(row[cls], size), truth), (name, row.image_id, cls)
+                assert spec.rle.encode(truth) == row[cls]
+                checked += 1
+    assert checked >= spec.num_classes
 
 
 # --------------------------------------------------------------------------- severstal
@@ -124,7 +147,8 @@ def test_severstal_layout(small: dict[str, Path]) -> None:
 
 
 def test_carvana_layout_sixteen_angles_gif_masks(tmp_path: Path) -> None:
-    root = write_miniature("carvana", tmp_path / "c", seed=2, n_train=1, n_test=1)  # 16 angles per car
+    root = write_miniature("carvana", tmp_path / "c", seed=2, n_train=1, n_test=1,  # 16 angles per car
+                           encode=published_encoder("carvana"))
     files = sorted(p.name for p in (root / "train").iterdir())
     m = [re.fullmatch(r"([0-9a-f]{12})_(\d\d)\.jpg", f) for f in files]
     assert all(m) and len({x.group(1) for x in m}) == 1
@@ -143,8 +167,11 @@ def test_carvana_layout_sixteen_angles_gif_masks(tmp_path: Path) -> None:
     assert list(table.columns) == ["img", "rle_mask"] and table.img.tolist() == files
     from kseg.data.images import read_mask
 
-    mask = read_mask(gif)
-    assert np.array_equal(mask, decode(table.rle_mask[3], (1280, 1918))) and 0.05 < mask.mean() < 0.5
+    mask = read_mask(gif)  # csv and GIF agree under Carvana's row order, read by the spec's dialect
+    spec = load_config(REPO / "configs/carvana/unet128.yaml").competition
+    assert np.array_equal(mask, ref_decode(table.rle_mask[3], (1280, 1918), order="row"))
+    assert np.array_equal(mask, spec.rle.decode(table.rle_mask[3], (1280, 1918))) and 0.05 < mask.mean() < 0.5
+    assert not np.array_equal(mask, decode(table.rle_mask[3], (1280, 1918)))  # column order scrambles it
     sample = read_csv(root / "sample_submission.csv")
     assert list(sample.columns) == ["img", "rle_mask"] and len(sample) == 16
     assert sample.img.tolist() == sorted(p.name for p in (root / "test").iterdir())
@@ -207,6 +234,7 @@ def test_tgs_salt_layout(small: dict[str, Path]) -> None:
         m = raw(root / "train" / "masks" / f"{i}.png")
         if rle:  # non-empty masks are 16-bit 0/65535, empty ones 8-bit zeros
             assert m.dtype == np.uint16 and set(np.unique(m)) == {0, 65535}
+            assert np.array_equal((m > 0).astype(np.uint8), ref_decode(rle, (101, 101), **PUBLISHED["tgs-salt"]))
             assert np.array_equal((m > 0).astype(np.uint8), decode(rle, (101, 101)))
         else:
             assert m.dtype == np.uint8 and not m.any()
@@ -262,7 +290,7 @@ def test_streets_layout_mutually_exclusive_classes(small: dict[str, Path], tmp_p
     assert list(train.columns) == ["ImageId", "Label", "EncodedPixels"] and (train.EncodedPixels != "").all()
     assert set(train.Label) == set(STREET_CLASSES)
     for _, rows in train.groupby("ImageId"):
-        total = sum(decode(r, (512, 1024)).astype(np.int32) for r in rows.EncodedPixels)
+        total = sum(ref_decode(r, (512, 1024), **PUBLISHED["streets"]).astype(np.int32) for r in rows.EncodedPixels)
         assert total.max() == 1  # one class per pixel
     sample = read_csv(root / "sample_submission.csv")
     tests = sorted(p.stem for p in (root / "test_images").iterdir())

@@ -21,10 +21,13 @@ import numpy as np
 import pandas as pd
 
 from kseg.config import atomic_write_text
-from kseg.data.rle import encode
+from kseg.data.rle import RleDialect
 from kseg.registry import Registry
 
 log = logging.getLogger(__name__)
+
+Encoder = Callable[[np.ndarray], str]
+"""[H, W] mask -> RLE string in the competition's dialect (``spec.rle.encode``; tests pass a reference)."""
 
 __all__ = [
     "Miniature",
@@ -102,7 +105,8 @@ def _sample_rows(ids: Sequence[str], columns: Sequence[str], rle: str) -> pd.Dat
 # --------------------------------------------------------------------------- severstal
 
 
-def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.45) -> Path:
+def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.45,
+                    *, encode: Encoder) -> Path:
     """Severstal steel defects: ``train_images/<9 hex>.jpg`` 256x1600 RGB (grey steel), 4 defect classes.
 
     ``train.csv`` = ``ImageId,ClassId,EncodedPixels`` with only non-empty rows; ``sample_submission.csv`` =
@@ -187,7 +191,8 @@ def _car(rng: np.random.Generator, colour: np.ndarray, angle: int, h: int, w: in
 
 
 def write_carvana(
-    root: str | Path, seed: int = 0, n_train: int = 3, n_test: int = 1, angles: int | Sequence[int] = CARVANA_ANGLES
+    root: str | Path, seed: int = 0, n_train: int = 3, n_test: int = 1, angles: int | Sequence[int] = CARVANA_ANGLES,
+    *, encode: Encoder,
 ) -> Path:
     """Carvana: ``train/<12 hex>_<01..16>.jpg`` 1918x1280 (W x H) RGB, ``n_train`` / ``n_test`` *cars*.
 
@@ -237,7 +242,8 @@ def _cloud_texture(rng: np.random.Generator, cls: int, h: int, w: int) -> np.nda
     return _CLOUD_LEVEL[cls] + 18.0 * field_
 
 
-def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int = 4, p_empty: float = 0.1) -> Path:
+def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int = 4, p_empty: float = 0.1,
+                 *, encode: Encoder) -> Path:
     """Understanding Clouds: ``train_images/<7 hex>.jpg`` 1400x2100 (H x W), 4 overlapping cloud patterns.
 
     ``train.csv`` = ``Image_Label,EncodedPixels`` with all 4 ``<file>_<Fish|Flower|Gravel|Sugar>`` rows per
@@ -316,7 +322,7 @@ def _seismic(rng: np.random.Generator, size: int, salt: bool | None = None) -> t
     return _to_uint8(gray), mask
 
 
-def write_tgs_salt(root: str | Path, seed: int = 0, n_train: int = 24, n_test: int = 8) -> Path:
+def write_tgs_salt(root: str | Path, seed: int = 0, n_train: int = 24, n_test: int = 8, *, encode: Encoder) -> Path:
     """TGS Salt: ``train/images/<10 hex>.png`` 101x101 (3-channel PNG of a gray image), ``train/masks/<id>.png``.
 
     Masks are 16-bit 0/65535 where non-empty and 8-bit zeros where empty, as in the real data; ``train.csv``
@@ -371,7 +377,7 @@ def _membranes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     return _to_uint8(gray), mask
 
 
-def write_isbi2012(root: str | Path, seed: int = 0, n_train: int = 6, n_test: int = 2) -> Path:
+def write_isbi2012(root: str | Path, seed: int = 0, n_train: int = 6, n_test: int = 2, *, encode: Encoder) -> Path:
     """ISBI 2012 EM membranes: ``train_images/isbi_NN.png`` 512x512 8-bit gray, ``test_images/isbi_test_NN.png``.
 
     ``train.csv`` = ``ImageId,EncodedPixels`` (membrane = 1), ``sample_submission.csv`` with empty RLEs,
@@ -446,6 +452,8 @@ def write_streets(
     n_test: int = 4,
     frames: int = 3,
     size: tuple[int, int] = (512, 1024),
+    *,
+    encode: Encoder,
 ) -> Path:
     """Street scenes (our own multiclass layout): ``train_images/<city>_<seq:06>_<frame:06>.png`` 512x1024 RGB.
 
@@ -503,7 +511,8 @@ def _airplane(cx: float, cy: float, size: float, angle: float) -> list[np.ndarra
     return out
 
 
-def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.3) -> Path:
+def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.3,
+                    *, encode: Encoder) -> Path:
     """Airport tiles (our own binary layout): ``train_images/<8 hex>.jpg`` 512x512 RGB, class airplane.
 
     ``train.csv`` = ``ImageId,EncodedPixels`` (ids with extension), one row per image, empty cell when no
@@ -554,10 +563,10 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
 # --------------------------------------------------------------------------- registry
 
 
-def _write_demo(root: str | Path, seed: int = 0, n_train: int = 48, n_test: int = 16) -> Path:
+def _write_demo(root: str | Path, seed: int = 0, n_train: int = 48, n_test: int = 16, *, encode: Encoder) -> Path:
     from kseg.data.synthetic import make_demo
 
-    return make_demo(root, seed=seed, n_train=n_train, n_test=n_test)
+    return make_demo(root, seed=seed, n_train=n_train, n_test=n_test, encode=encode)
 
 
 _TINY_UNET = (
@@ -567,6 +576,16 @@ _TINY_UNET = (
 )
 _FAST = ("train.epochs=1", "data.n_folds=2", "data.num_workers=0", "wandb.mode=disabled",
          "model.freeze_encoder_epochs=0", "train.patience=0")  # fmt: skip
+
+
+def shipped_path(path: str | Path) -> Path:
+    """A shipped file (config) relative to the working folder, else to the kseg checkout."""
+    here = Path(path)
+    if here.is_file():
+        return here
+    import kseg
+
+    return Path(kseg.__file__).resolve().parents[2] / path
 
 
 @dataclass(frozen=True)
@@ -579,11 +598,20 @@ class Miniature:
     fast: tuple[str, ...] = ()  # overrides of a 1-epoch CPU smoke run (tiny encoder, no pretrained weights)
     small: dict[str, Any] = field(default_factory=dict)  # writer arguments of the end-to-end test
 
-    def write(self, root: str | Path, seed: int = 0, **kwargs: Any) -> Path:
-        """Write the miniature to ``root`` (created); returns ``root``."""
+    def dialect(self) -> RleDialect:
+        """The RLE dialect of the shipped config's competition spec (what the csvs are written in)."""
+        from kseg.config import load_config
+
+        return load_config(shipped_path(self.config)).competition.rle
+
+    def write(self, root: str | Path, seed: int = 0, encode: Encoder | None = None, **kwargs: Any) -> Path:
+        """Write the miniature to ``root`` (created); returns ``root``.
+
+        ``encode`` writes the csv masks; default: the shipped spec's dialect (tests pass a reference encoder).
+        """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        out = self.writer(root, seed=seed, **kwargs)
+        out = self.writer(root, seed=seed, encode=encode or self.dialect().encode, **kwargs)
         log.info("wrote miniature %s to %s", self.name, root)
         return out
 

@@ -11,6 +11,8 @@ clouds, tgs-salt, isbi2012) or of our own layouts (streets, airplanes); see ``ks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import logging
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from kseg.config import atomic_write_text
-from kseg.data.rle import encode
+from kseg.data.rle import KAGGLE
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,11 @@ def make_demo(
     n_test: int = 16,
     size: tuple[int, int] = (128, 256),
     p_empty: float = 0.5,
+    encode: Callable[[np.ndarray], str] = KAGGLE.encode,
 ) -> Path:
     """Write the synthetic Severstal-like competition to ``root`` (layout of configs/competitions/demo.yaml).
+
+    ``encode`` writes the csv masks (the demo spec's dialect is the common Kaggle one).
 
     Deterministic for a seed. Also writes ``test_truth.csv`` (same format as train.csv) so the demo
     can report a held-out test score. Returns ``root``.
