@@ -16,6 +16,7 @@ from kseg.postprocess import (
     binarize,
     components,
     default_params,
+    exclusive_candidates,
     load_postprocess,
     quantize,
     remove_small,
@@ -169,6 +170,70 @@ def test_batch_equals_loop_and_shape_errors():
         apply_postprocess(q[:, 0], params)
     with pytest.raises(ValueError, match=r"\[C, H, W\]"):
         apply_postprocess(q, params)
+
+
+# Asymmetric probe for exclusive classes: 2 classes x 6 pixels (one row), background = 1 - c0 - c1.
+#   px0 c0 .42 c1 .47: both pass their thresholds alone, c1 wins the argmax
+#   px1 c0 .455 c1 .455 (issue 14's case): both pass alone, the tie goes to the lower class c0
+#   px2 c0 .30 c1 .20, background .50: c1 passes its low threshold alone, the background wins
+#   px3 c0 .60 c1 .20: c1 passes alone, c0 wins
+#   px4 c0 .25 c1 .40, background .35: c1 wins and passes; c0 fails alone
+#   px5 c0 .38 c1 .30, background .32: c0 wins but fails its threshold: no class (c1 passes alone)
+PROBE = np.array([[[0.42, 0.455, 0.30, 0.60, 0.25, 0.38]], [[0.47, 0.455, 0.20, 0.20, 0.40, 0.30]]])
+PROBE_PARAMS = [ClassParams(threshold=0.4), ClassParams(threshold=0.15)]  # levels 102 and 38
+
+
+def test_exclusive_candidates_hand_probe():
+    q = quantize(PROBE)  # c0 [107 116 76 153 64 97], c1 [120 116 51 51 102 76]
+    np.testing.assert_array_equal(q.ravel(), [107, 116, 76, 153, 64, 97, 120, 116, 51, 51, 102, 76])
+    cand = exclusive_candidates(q)  # background 28 23 128 51 89 82
+    np.testing.assert_array_equal(cand[0, 0], [0, 116, 0, 153, 0, 97])
+    np.testing.assert_array_equal(cand[1, 0], [120, 0, 0, 0, 102, 0])
+    assert cand.dtype == np.uint8
+    # batched [N, C, H, W] = per image; a class beats the background only strictly
+    np.testing.assert_array_equal(exclusive_candidates(np.stack([q, q])), np.stack([cand, cand]))
+    tie = np.array([[[100]], [[55]]], dtype=np.uint8)  # background 255 - 155 = 100 ties with c0
+    assert not exclusive_candidates(tie).any()
+    with pytest.raises(ValueError, match="uint8"):
+        exclusive_candidates(PROBE)
+
+
+def test_exclusive_postprocess_differs_from_independent_thresholds():
+    q = quantize(PROBE)
+    independent = apply_postprocess(q, PROBE_PARAMS)
+    np.testing.assert_array_equal(independent[0, 0], [1, 1, 0, 1, 0, 0])
+    np.testing.assert_array_equal(independent[1, 0], [1, 1, 1, 1, 1, 1])  # every pixel claimed twice or by c1
+    exclusive = apply_postprocess(q, PROBE_PARAMS, exclusive=True)
+    np.testing.assert_array_equal(exclusive[0, 0], [0, 1, 0, 1, 0, 0])
+    np.testing.assert_array_equal(exclusive[1, 0], [1, 0, 0, 0, 1, 0])
+    assert exclusive.sum(axis=0).max() == 1  # no pixel in two classes
+    batch = apply_postprocess_batch(np.stack([q, q]), PROBE_PARAMS, exclusive=True)
+    np.testing.assert_array_equal(batch, np.stack([exclusive, exclusive]))
+
+
+def test_exclusive_min_size_and_gates_see_the_candidates_only():
+    # c0 = 0.6 on a row of 6 but 0.25 on the middle 2, where c1 = 0.7 wins: c0's candidates are 2 + 2 pixels
+    q = quantize(np.array([[[0.6, 0.6, 0.25, 0.25, 0.6, 0.6]], [[0, 0, 0.7, 0.7, 0, 0]]]))
+    params = [ClassParams(threshold=0.2, min_size=3), ClassParams(threshold=0.3)]
+    assert apply_postprocess(q, params)[0].sum() == 6  # one component of 6 when thresholded alone
+    out = apply_postprocess(q, params, exclusive=True)
+    np.testing.assert_array_equal(out[:, 0], [[0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]])  # pieces of 2 < 3
+    # max-prob gate: c1 wins px0 at 0.40 (q 102 > background 77) but loses its max 0.45 at px2 to c0's 0.50
+    q = quantize(np.array([[[0.30, 0, 0.50, 0, 0, 0]], [[0.40, 0, 0.45, 0, 0, 0]]]))
+    gated = [ClassParams(threshold=0.3), ClassParams(threshold=0.3, max_prob_gate=0.42)]  # gate level 107
+    np.testing.assert_array_equal(apply_postprocess(q, gated)[1, 0], [1, 0, 1, 0, 0, 0])  # max 115 passes
+    out = apply_postprocess(q, gated, exclusive=True)
+    np.testing.assert_array_equal(out[:, 0], [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]])  # candidates' max 102
+    ungated = apply_postprocess(q, [gated[0], ClassParams(threshold=0.3)], exclusive=True)
+    np.testing.assert_array_equal(ungated[1, 0], [1, 0, 0, 0, 0, 0])
+
+
+def test_exclusive_one_class_is_argmax_against_the_background():
+    # one class trained as softmax (background + class): a pixel is the class's only when q > 255 - q
+    q = np.array([[[90, 127, 128, 200]]], dtype=np.uint8)
+    out = apply_postprocess(q, [ClassParams(threshold=0.3)], exclusive=True)
+    np.testing.assert_array_equal(out[0, 0], [0, 0, 1, 1])
+    np.testing.assert_array_equal(apply_postprocess(q, [ClassParams(threshold=0.3)])[0, 0], [1, 1, 1, 1])
 
 
 def test_class_params_validation():

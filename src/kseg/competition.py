@@ -63,9 +63,12 @@ class CompetitionSpec:
     train: CsvSpec = field(default_factory=CsvSpec)
     submission: CsvSpec = field(default_factory=CsvSpec)
     group_pattern: str = ""  # regex; group(1) of the image id = group kept in one fold (Carvana car id)
+    exclusive: bool = False  # each pixel in at most one class (argmax post-processing, validate); multiclass implies it
     rle: RleDialect = field(default_factory=RleDialect)  # pixel order, starts, empty token of every csv
 
     def __post_init__(self) -> None:
+        if self.mode == "multiclass" and not self.exclusive:
+            object.__setattr__(self, "exclusive", True)  # softmax over background + classes: exclusive
         if not self.classes:
             raise ConfigError(f"competition.classes: {self.name} needs at least one class")
         if self.class_labels and len(self.class_labels) != len(self.classes):

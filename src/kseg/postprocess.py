@@ -19,6 +19,15 @@ Every gate uses the same rule: a value "passes" gate ``g`` when ``q > threshold_
      ``q > level(top_threshold)``, or
    - ``max_prob_gate > 0`` and no pixel has ``q > level(max_prob_gate)``, or
    - ``aux_gate > 0`` and the aux-head probability fails ``quantize(aux) > level(aux_gate)``.
+
+Exclusive classes (``competition.exclusive``; multiclass implies it): each pixel goes to at most one
+class. ``exclusive_candidates`` runs first, on all classes of an image together: the argmax over
+(background, class 0, ..., class C-1) of the quantized values decides a pixel's class, with the
+background ``q_bg = max(0, 255 - sum_c q_c)`` (stored maps drop the softmax background channel) and ties
+going to the earlier entry (background, then the lower class index). Every other class's value at that
+pixel becomes 0, which no threshold or gate keeps (``level >= 0`` for values in [0, 1]); steps 1-3 then
+run per class on these candidate maps, so min sizes, ``min_area``, the max-prob gate and the triplet
+rule see only the class's own candidate pixels (the aux gate is per image and unchanged).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ __all__ = [
     "quantize",
     "threshold_level",
     "binarize",
+    "exclusive_candidates",
     "components",
     "remove_small",
     "apply_postprocess",
@@ -248,17 +258,38 @@ def _class_map(q: np.ndarray, p: ClassParams, aux_q: int | None) -> np.ndarray:
     return mask
 
 
+def exclusive_candidates(q: np.ndarray) -> np.ndarray:
+    """uint8 [..., C, H, W] -> uint8 [..., C, H, W]: each pixel's value kept only in the class that wins it.
+
+    The winner is the argmax over (background, classes) with ``q_bg = max(0, 255 - sum_c q_c)``; ties go
+    to the background, then to the lower class index. Other classes (all of them where the background
+    wins) get 0 at that pixel. The one exclusive-class rule of ``kseg tune`` and ``kseg predict``.
+    """
+    q = np.asarray(q)
+    if q.dtype != np.uint8 or q.ndim < 3:
+        raise ValueError(f"exclusive_candidates: expected uint8 [..., C, H, W], got {q.dtype} {q.shape}")
+    background = 255 - q.sum(axis=-3, dtype=np.int32)  # < 0 only when the maps do not sum to <= 1
+    best = q.argmax(axis=-3)  # first maximum: the lower class index wins a tie
+    wins = q.max(axis=-3) > background
+    classes = np.arange(q.shape[-3]).reshape(-1, 1, 1)
+    keep = (best[..., None, :, :] == classes) & wins[..., None, :, :]
+    return np.where(keep, q, np.uint8(0))
+
+
 def apply_postprocess(
-    q: np.ndarray, params: list[ClassParams], aux: np.ndarray | None = None
+    q: np.ndarray, params: list[ClassParams], aux: np.ndarray | None = None, exclusive: bool = False
 ) -> np.ndarray:
     """uint8 quantized probabilities [C, H, W] -> uint8 0/1 masks [C, H, W].
 
     ``params`` has one entry per class; ``aux`` are aux-head probabilities float [C] in [0, 1]
-    (needed only by classes with ``aux_gate > 0``).
+    (needed only by classes with ``aux_gate > 0``). ``exclusive``: mutually exclusive classes, each
+    pixel in at most one mask (``exclusive_candidates`` first, see the module docstring).
     """
     q = np.asarray(q)
     if q.ndim != 3:
         raise ValueError(f"apply_postprocess: expected [C, H, W], got shape {q.shape}")
+    if exclusive:
+        q = exclusive_candidates(q)
     if len(params) != q.shape[0]:
         raise ValueError(f"apply_postprocess: {len(params)} class params for {q.shape[0]} channels")
     aux_q = None
@@ -273,7 +304,7 @@ def apply_postprocess(
 
 
 def apply_postprocess_batch(
-    q: np.ndarray, params: list[ClassParams], aux: np.ndarray | None = None
+    q: np.ndarray, params: list[ClassParams], aux: np.ndarray | None = None, exclusive: bool = False
 ) -> np.ndarray:
     """Batched ``apply_postprocess``: uint8 [N, C, H, W] (+ aux float [N, C]) -> uint8 [N, C, H, W]."""
     q = np.asarray(q)
@@ -285,5 +316,5 @@ def apply_postprocess_batch(
             raise ValueError(f"apply_postprocess_batch: aux shape {aux.shape}, expected {q.shape[:2]}")
     out = np.empty(q.shape, dtype=np.uint8)
     for i in range(q.shape[0]):
-        out[i] = apply_postprocess(q[i], params, None if aux is None else aux[i])
+        out[i] = apply_postprocess(q[i], params, None if aux is None else aux[i], exclusive)
     return out
