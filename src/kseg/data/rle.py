@@ -48,6 +48,7 @@ _WELL_FORMED_BYTES = b"0123456789 \t\r\n"
 _BAD_TOKEN = re.compile(r"(?<!\S)(?!-?[0-9]+(?!\S))\S+")
 _INT64_MAX = np.iinfo(np.int64).max
 _MAX_LISTED = 5  # bad tokens quoted per problem message
+_EMPTY_TOKENS = ("-1", "1 0", "-")  # empty-mask tokens of real dialects (SIIM, SenNet, Contrails)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,8 @@ def _run_problems(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int
         bad = (step >= 0) & (step < lengths[:-1])
         if bad.any():
             j, k = _first(bad)
-            problems.append(f"{run(j + 1)} overlaps {run(j)}{_more(k)}")
+            problems.append(f"{run(j + 1)} overlaps {run(j)}{_more(k)}"
+                            " (relative starts? this dialect expects absolute ones)")
     return problems, first
 
 
@@ -217,6 +219,9 @@ def _problems(
         empty = np.zeros(0, dtype=np.int64)
         return [], empty, empty
     where = (f" (shape {shape})" if shape is not None else "") + f" [{dialect.describe()}]"
+    if isinstance(rle, str) and rle.strip() in _EMPTY_TOKENS:
+        return [f"RLE {rle.strip()!r} is how other competitions write an empty mask; this one writes "
+                f"{dialect.empty!r}{where}"], None, None
     if not isinstance(rle, str):
         kind = type(rle).__name__
         return [f"RLE must be a str (or NaN/None for empty), got {kind} {rle!r}{where}"], None, None
