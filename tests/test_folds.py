@@ -8,7 +8,7 @@ import pytest
 
 from kseg.config import load_config
 from kseg.data.dataset import fold_split, read_folds
-from kseg.data.folds import assign_folds, stratification_targets, write_folds
+from kseg.data.folds import assign_folds, fold_units, group_folds, stratification_targets, write_folds
 
 from conftest import REPO, shared_dataset
 
@@ -31,6 +31,51 @@ def test_groups_never_split_and_folds_are_seeded() -> None:
     assert not np.array_equal(f1, assign_folds(targets, 5, seed=4, groups=groups))
     with pytest.raises(ValueError, match="data.n_folds=5 but only 3 groups"):
         assign_folds(targets[:24], 5, seed=0, groups=np.repeat(np.arange(3), 8))
+
+
+SIZE_TOLERANCE = 0.05  # grouped folds: each fold within 5% of N / K images
+SHARE_TOLERANCE = 0.10  # ... and each target's share of a fold within 0.10 of its share of all images
+
+
+def test_groups_of_very_different_sizes_balance_images_and_targets() -> None:
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(1, 30, 40)  # 1..29 images per group (681 in all); group-count folds: 106..170 images
+    groups = np.repeat(np.arange(40), sizes)
+    x = np.repeat(rng.random(40) < 0.4, sizes)  # a whole-group class (57% of the images)
+    y = rng.random(len(groups)) < 0.3  # a per-image class
+    targets = np.stack([x, y, ~(x | y), x | y], axis=1).astype(np.int8)
+    for seed in range(4):
+        folds = assign_folds(targets, 5, seed=seed, groups=groups)
+        assert all(len(set(folds[groups == g])) == 1 for g in range(40))
+        n = np.bincount(folds, minlength=5)
+        assert np.abs(n - len(groups) / 5).max() <= SIZE_TOLERANCE * len(groups) / 5, (seed, n)
+        share = np.stack([targets[folds == k].mean(axis=0) for k in range(5)])
+        assert np.abs(share - targets.mean(axis=0)).max() <= SHARE_TOLERANCE, (seed, share.round(3))
+    assert np.array_equal(assign_folds(targets, 5, 1, groups), assign_folds(targets, 5, 1, groups))
+    assert not np.array_equal(assign_folds(targets, 5, 1, groups), assign_folds(targets, 5, 2, groups))
+
+
+def test_group_folds_by_hand() -> None:
+    # sizes 5, 3, 2, 2 into 2 folds (cap 6): 5 -> fold 0; 3 -> fold 1; one 2 -> fold 1 (5 + 2 > 6); the other
+    # fits nowhere -> the fold with the fewest images (5 = 5: the lower index): {5, 2} and {3, 2} = 7 / 5
+    sizes = np.array([5, 3, 2, 2])
+    for seed in range(5):
+        f = group_folds(np.zeros((4, 1), np.int64), sizes, 2, seed)
+        assert f[:2].tolist() == [0, 1] and f[2] != f[3] and np.bincount(f, weights=sizes).tolist() == [7, 5]
+    # four equal groups, two of them with class x: x ends in both folds whichever group comes first
+    counts = np.array([[2, 0], [0, 2], [2, 0], [0, 2]])  # [x images, not-x images] of groups 0..3
+    for seed in range(20):
+        f = group_folds(counts, np.full(4, 2), 2, seed)
+        assert f[0] != f[2] and f[1] != f[3], (seed, f)
+
+
+def test_fold_units_counts_groups_or_images(demo_cfg, tmp_path: Path) -> None:
+    from kseg.data.miniatures import write_miniature
+
+    assert fold_units(demo_cfg) == (24, "images")
+    root = write_miniature("streets", tmp_path / "s", seed=0, n_train=7, n_test=1, frames=3)  # 3 + 3 + 1 frames
+    cfg = load_config(REPO / "configs/streets/unet-mobilenetv2.yaml", [f"data.root={root}"])
+    assert fold_units(cfg) == (3, "groups")
 
 
 def test_write_folds_demo_refuses_overwrite(demo_cfg) -> None:

@@ -1,4 +1,5 @@
-"""Stratified K folds over class presence and mask-area bucket (grouped when the spec says so)."""
+"""Stratified K folds over class presence and mask-area bucket (grouped when the spec says so: groups stay
+whole, folds balance images, not groups)."""
 
 from __future__ import annotations
 
@@ -40,21 +41,65 @@ def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...], diale
     return np.concatenate([presence, bucket], axis=1)
 
 
+ORDER_JITTER = 0.25  # grouped folds: each group's size is scaled by a seeded factor in [1 - j, 1 + j] to order them
+
+
 def assign_folds(targets: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Fold index per row [N] from multilabel targets [N, T]; rows of one group share a fold."""
+    """Fold index per row [N] from multilabel targets [N, T]; rows of one group share a fold.
+
+    Without groups: iterative multilabel stratification over the rows. With groups: ``group_folds``, which
+    balances the folds' image counts (not their group counts) and the targets' image counts.
+    """
     if groups is None:
-        keys, inverse, y = np.arange(len(targets)), np.arange(len(targets)), targets
-    else:
-        keys, inverse = np.unique(groups, return_inverse=True)
-        y = np.zeros((len(keys), targets.shape[1]), dtype=np.int8)
-        np.maximum.at(y, inverse, targets)  # a group has a class when any member has it
+        if len(targets) < n_folds:
+            raise ValueError(f"data.n_folds={n_folds} but only {len(targets)} images")
+        splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        folds = np.full(len(targets), -1, dtype=np.int64)
+        for k, (_, val) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
+            folds[val] = k
+        return folds
+    keys, inverse = np.unique(groups, return_inverse=True)
     if len(keys) < n_folds:
-        raise ValueError(f"data.n_folds={n_folds} but only {len(keys)} {'groups' if groups is not None else 'images'}")
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold_of_key = np.full(len(keys), -1, dtype=np.int64)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(keys)), y)):
-        fold_of_key[val] = k
-    return fold_of_key[inverse]
+        raise ValueError(f"data.n_folds={n_folds} but only {len(keys)} groups")
+    counts = np.zeros((len(keys), targets.shape[1]), dtype=np.int64)
+    np.add.at(counts, inverse, targets.astype(np.int64))  # images of the group with each target
+    return group_folds(counts, np.bincount(inverse), n_folds, seed)[inverse]
+
+
+def group_folds(counts: np.ndarray, sizes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold per group [G] from per-group target image counts [G, T] and group sizes (images) [G].
+
+    Deterministic greedy: groups from the largest (sizes scaled by a seeded factor, ``ORDER_JITTER``), each
+    to a fold it fits in (at most ceil(N / K) images; else the fold with the fewest images), choosing the
+    fold with the least of its targets so far (each target weighted by 1 / its total^2), then the fewest images.
+    Fold sizes end within about one small group of N / K; the first K groups open the K folds.
+    """
+    g, k_all = len(sizes), np.arange(n_folds)
+    rng = np.random.default_rng(seed)
+    key = sizes * rng.uniform(1 - ORDER_JITTER, 1 + ORDER_JITTER, g)
+    order = np.lexsort((rng.permutation(g), -key))
+    cap = -(-int(sizes.sum()) // n_folds)
+    totals = counts.sum(axis=0)
+    weight = np.where(totals > 0, 1.0 / np.maximum(totals, 1).astype(np.float64) ** 2, 0.0)
+    fold_n = np.zeros(n_folds, dtype=np.int64)
+    fold_c = np.zeros((n_folds, counts.shape[1]), dtype=np.float64)
+    fold_of = np.empty(g, dtype=np.int64)
+    for i in order:  # one step per group
+        fits = fold_n + sizes[i] <= cap
+        cand = k_all[fits] if fits.any() else k_all[[int(np.argmin(fold_n))]]
+        cost = fold_c[cand] @ (counts[i] * weight)
+        k = cand[np.lexsort((cand, fold_n[cand], cost))[0]]
+        fold_of[i] = k
+        fold_n[k] += sizes[i]
+        fold_c[k] += counts[i]
+    return fold_of
+
+
+def fold_units(cfg: Config) -> tuple[int, str]:
+    """(how many units the folds split, their name): groups under ``group_pattern``, else images."""
+    labels = read_labels(cfg)
+    groups = cfg.competition.group_of(labels.image_id)
+    return (len(labels), "images") if groups is None else (int(groups.nunique()), "groups")
 
 
 def make_folds(cfg: Config) -> tuple[pd.DataFrame, np.ndarray]:
