@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from kseg.models import (
     save_checkpoint,
     set_encoder_trainable,
     unwrap,
+    WeightsUnavailableError,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,3 +128,63 @@ def test_freeze_and_unwrap():
     assert all(p.requires_grad for p in model.net.decoder.parameters())
     set_encoder_trainable(model, True)
     assert all(p.requires_grad for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- pretrained weights offline
+
+REMEDIES = ("with internet", "model.encoder_weights=/path/to/resnet18.safetensors", "model.encoder_weights=none")
+
+
+@pytest.fixture()
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HF_HUB_OFFLINE=1 with an empty Hugging Face cache; any socket connection fails the test."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import: patch the module's copy too
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network connection attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    return cache
+
+
+def test_offline_imagenet_weights_fail_before_training_with_remedies(offline_hub: Path) -> None:
+    from kseg.train.preflight import check_weights
+
+    cfg = cfg_with("model.encoder_weights=imagenet")
+    with pytest.raises(WeightsUnavailableError) as err:
+        check_weights(cfg)
+    msg = str(err.value)
+    assert msg.startswith("model.encoder_weights='imagenet' of model.encoder='resnet18'"), msg
+    assert "smp-hub/resnet18.imagenet" in msg and str(offline_hub) in msg
+    assert all(r in msg for r in REMEDIES), msg
+    assert "cannot find the requested files" not in msg  # the Hub's raw message is only the cause
+    with pytest.raises(WeightsUnavailableError, match="model.encoder='resnet18'"):
+        build_model(cfg)  # every other path that builds with pretrained weights says the same
+    check_weights(cfg_with())  # encoder_weights=none: nothing to fetch
+
+
+def test_offline_train_command_reports_weights_not_hub_error(
+    offline_hub: Path, demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kseg.cli import main
+
+    ov = [f"data.root={demo_root}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'runs'}",
+          "model.encoder=resnet18"]  # fmt: skip
+    assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), *ov]) == 0
+    assert main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "0", *ov, "model.encoder_weights=imagenet"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and all(r in errors[0] for r in ("'resnet18'", "'imagenet'", *REMEDIES[::2])), errors
+    assert not (tmp_path / "runs").exists()  # failed before any artefact
+
+
+def test_unknown_weights_name_is_a_config_error() -> None:
+    from kseg.models import fetch_encoder_weights
+
+    with pytest.raises(ValueError, match="Wrong pretrained weights `imagenett` for encoder `resnet18`"):
+        fetch_encoder_weights(cfg_with("model.encoder_weights=imagenett"))

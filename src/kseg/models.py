@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,58 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> tuple[list[str
     return missing, ignored
 
 
+class WeightsUnavailableError(ValueError):
+    """Pretrained encoder weights are neither in the local cache nor downloadable (no internet).
+
+    A ``ValueError`` so ``kseg`` reports it as a one-line error (exit 1) like config errors.
+    """
+
+
+def weights_unavailable_message(encoder: str, weights: str, cause: BaseException) -> str:
+    """What failed (encoder, weights, Hub repo, cache folder) and the three ways out."""
+    from huggingface_hub import constants
+
+    settings = smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {}).get(weights, {})
+    repo = f" (Hugging Face repo {settings['repo_id']})" if "repo_id" in settings else ""
+    return (
+        f"model.encoder_weights={weights!r} of model.encoder={encoder!r}{repo}: the pretrained weights are not in "
+        f"the local cache {constants.HF_HUB_CACHE} and cannot be downloaded ({type(cause).__name__}: no internet "
+        "or HF_HUB_OFFLINE=1). Either (1) run this command once on a machine with internet: it downloads them into "
+        "the cache (HF_HOME / HF_HUB_CACHE choose the folder) and later offline runs find them there; "
+        f"(2) point at a local weights file: model.encoder_weights=/path/to/{encoder}.safetensors (or .pth/.pt/.bin); "
+        "or (3) train from scratch: model.encoder_weights=none"
+    )
+
+
+@contextmanager
+def weights_errors(encoder: str, weights: str | None) -> Iterator[None]:
+    """Turn the Hub's "cannot find the requested files in the local cache" into ``WeightsUnavailableError``."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, urllib.error.URLError, ConnectionError) as e:
+        if weights is None:
+            raise
+        raise WeightsUnavailableError(weights_unavailable_message(encoder, weights, e)) from e
+
+
+def fetch_encoder_weights(cfg: Config) -> None:
+    """Find the pretrained weights ``cfg.model.encoder_weights`` names in the cache (downloading them when online).
+
+    Nothing to do for ``none`` or a local weights file. Raises ``WeightsUnavailableError`` offline with an
+    empty cache, ``ValueError`` for a weights name the encoder does not have.
+    """
+    m = cfg.model
+    if m.encoder_weights is None or is_weights_file(m.encoder_weights):
+        return
+    with weights_errors(m.encoder, m.encoder_weights):
+        try:
+            smp.encoders.get_encoder(m.encoder, in_channels=3, weights=m.encoder_weights)
+        except KeyError as e:
+            raise ValueError(f"model.encoder_weights: {e.args[0] if e.args else e}") from e
+
+
 def build_model(cfg: Config) -> SegModel:
     """The smp model of ``cfg.model`` with K output channels (see ``num_outputs``)."""
     m = cfg.model
@@ -124,15 +179,13 @@ def build_model(cfg: Config) -> SegModel:
     local = weights is not None and is_weights_file(weights)
     if m.aux_head:
         kwargs["aux_params"] = {"classes": cfg.competition.num_classes, "dropout": 0.2, **aux_extra}
+    hub = None if local else weights
     try:
-        net = smp.create_model(
-            m.arch,
-            encoder_name=m.encoder,
-            encoder_weights=None if local else weights,
-            in_channels=3,
-            classes=num_outputs(cfg),
-            **kwargs,
-        )
+        with weights_errors(m.encoder, hub):
+            net = smp.create_model(m.arch, encoder_name=m.encoder, encoder_weights=hub, in_channels=3,
+                                   classes=num_outputs(cfg), **kwargs)  # fmt: skip
+    except WeightsUnavailableError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"model: cannot build {m.arch} with encoder {m.encoder} and kwargs {kwargs}: {e}") from e
     if local:

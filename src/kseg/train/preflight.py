@@ -1,7 +1,9 @@
 """Checks ``kseg train`` runs before any work, so a typo or a full disk fails in seconds, not after an epoch.
 
 ``check_names(cfg)`` builds what the config names (encoder + architecture, augment pipeline, loss,
-optimizer, schedule) and fails with the key, the value and the valid choices. ``check_output(cfg, folds)``
+optimizer, schedule) and fails with the key, the value and the valid choices. ``check_weights(cfg)`` finds
+the pretrained encoder weights in the local cache (downloading them when online) and, offline with an empty
+cache, fails naming the encoder, the weights and the remedies. ``check_output(cfg, folds)``
 fails with the path when ``runs/<exp>/`` cannot be written (read-only, not a folder) or its disk lacks
 room for the checkpoints and OOF arrays of ``folds``. ``remove_stale_temps`` deletes the temp files a
 killed atomic write leaves next to its target.
@@ -120,6 +122,16 @@ def check_names(cfg: Config) -> torch.nn.Module:
     return model
 
 
+def check_weights(cfg: Config) -> None:
+    """Pretrained ``model.encoder_weights`` are loadable now (cache or download), not after the data is read.
+
+    Raises ``kseg.models.WeightsUnavailableError`` offline with an empty cache (names encoder, weights, remedies).
+    """
+    from kseg.models import fetch_encoder_weights
+
+    fetch_encoder_weights(cfg)
+
+
 def _existing_ancestor(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -202,6 +214,7 @@ def preflight(cfg: Config, folds: Sequence[int]) -> None:
     """Every check above; raises before any data is read or any artefact written."""
     check_values(cfg)
     model = check_names(cfg)
+    check_weights(cfg)
     check_output(cfg, folds, model)
 
 
