@@ -236,6 +236,23 @@ def test_predict_submission_with_fake_members(demo_cfg: Config, demo_root: Path,
     assert len(probs) == 6 and all(np.all(q == 191) for _, q, _ in probs)  # round(0.75 * 255)
 
 
+def test_predict_submission_multiclass_is_exclusive(demo_cfg: Config, tmp_path: Path) -> None:
+    """Softmax p = (bg .05, .42, .47, .03, .03) everywhere, thresholds 0.4: only class 2 (the argmax) is written."""
+    cfg = demo_cfg.replace(competition=dataclasses.replace(demo_cfg.competition, mode="multiclass"))
+    assert cfg.competition.exclusive  # multiclass implies exclusive
+    cfg.run_dir.mkdir(parents=True)
+    classes = [{"name": str(i), "params": {"threshold": 0.4}} for i in range(4)]
+    (cfg.run_dir / "postprocess.json").write_text(json.dumps({"classes": classes}))
+    bias = torch.log(torch.tensor([0.05, 0.42, 0.47, 0.03, 0.03])).reshape(5, 1, 1)
+    ens = Ensemble(cfg, [Member(ConstModel(bias, k=5), cfg, "m", 0)])
+    out = tmp_path / "sub.csv"
+    res = predict_submission(cfg, ensemble=ens, out=out, progress=False)
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    # thresholded alone, classes 1 and 2 would both claim every pixel
+    assert (sub.EncodedPixels == np.where(sub.ClassId == "2", f"1 {128 * 256}", "")).all()
+    assert res.empty_share == [1.0, 0.0, 1.0, 1.0]
+
+
 # --------------------------------------------------------------------------- end to end: real checkpoints + CLI
 
 

@@ -183,3 +183,46 @@ def test_cli_exit_codes(tiny, tmp_path, capsys):
     assert main(["validate", "-c", str(cfg_path), str(tmp_path / "bad.csv"), "name=other"]) == 1
     out = capsys.readouterr().out
     assert "row 6: image 'c.jpg' class 1 is not in the sample submission" in out and "INVALID" in out
+
+
+# b.jpg class 1 is "5 2 10 4" = pixels 5, 6, 10-13 (row 4); its class 2 row (row 5) is replaced below
+OVERLAP = _bad_row(GOOD, 5, "12 3")  # pixels 12-14: 12 and 13 are claimed by both classes
+
+
+def test_exclusive_overlap_names_image_classes_rows_and_pixels(tmp_path):
+    (tmp_path / "sample_submission.csv").write_text(SAMPLE)
+    cfg = _cfg(tmp_path, exclusive=True)
+    assert _check(cfg, tmp_path, GOOD).ok
+    report = _check(cfg, tmp_path, OVERLAP)
+    assert report.problems == [
+        "image 'b.jpg': 2 pixel(s) claimed by more than one class, but the classes of tiny are exclusive "
+        "(competition.exclusive: each pixel in at most one class); shared pixels by class pair: "
+        "1 (row 4) and 2 (row 5): 2"
+    ]
+    assert _check(cfg, tmp_path, _bad_row(GOOD, 5, "14 3")).ok  # pixels 14-16 touch the class 1 run: no overlap
+    # a duplicate row of one class is a duplicate, not an overlap with itself
+    report = _check(cfg, tmp_path, GOOD + "b.jpg,5 2 10 4,1\n")
+    assert report.problems == ["row 6: duplicate of row 4 (image 'b.jpg' class 1)"]
+
+
+def test_overlap_is_fine_for_overlapping_classes_and_an_error_for_multiclass(tiny, tmp_path):
+    assert not tiny.competition.exclusive
+    assert _check(tiny, tmp_path, OVERLAP).ok  # multilabel without the flag (Clouds): classes may overlap
+    multiclass = _cfg(tmp_path, mode="multiclass")
+    assert multiclass.competition.exclusive  # multiclass implies exclusive
+    report = _check(multiclass, tmp_path, OVERLAP)
+    assert len(report.problems) == 1 and report.problems[0].startswith("image 'b.jpg': 2 pixel(s)")
+
+
+def test_overlap_counts_each_pair_of_classes(tmp_path):
+    sample = "ImageId,EncodedPixels,ClassId\n" + "".join(f"a.jpg,1 1,{c}\n" for c in (1, 2, 3))
+    (tmp_path / "sample_submission.csv").write_text(sample)
+    cfg = _cfg(tmp_path, classes=["c1", "c2", "c3"], class_labels=["1", "2", "3"], exclusive=True)
+    # class 1 pixels 1-4, class 2 pixels 6-7, class 3 pixels 2-7: 3 shared with class 1, 2 with class 2
+    text = "ImageId,EncodedPixels,ClassId\na.jpg,1 4,1\na.jpg,6 2,2\na.jpg,2 6,3\n"
+    report = _check(cfg, tmp_path, text)
+    assert report.problems == [
+        "image 'a.jpg': 5 pixel(s) claimed by more than one class, but the classes of tiny are exclusive "
+        "(competition.exclusive: each pixel in at most one class); shared pixels by class pair: "
+        "1 (row 2) and 3 (row 4): 3; 2 (row 3) and 3 (row 4): 2"
+    ]

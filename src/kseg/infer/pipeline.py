@@ -141,7 +141,7 @@ def predict_submission(
         for pred in predict_images(
             ensemble, ids, image_dir, confidence=confidence if pseudo is not None else None, progress=progress
         ):
-            masks = apply_postprocess(pred.q, params, pred.aux)
+            masks = apply_postprocess(pred.q, params, pred.aux, spec.exclusive)  # argmax first when exclusive
             writer.add(pred.image_id, spec.rle.encode_batch(masks))
             empty += ~masks.reshape(masks.shape[0], -1).any(axis=1)
             n += 1

@@ -4,12 +4,15 @@
 header, the set of (image, class) rows (missing and extra ones listed), duplicates, and every RLE via
 ``kseg.data.rle.validate_rle`` at the submission size (``competition.submission_size``, or the test
 image's own size when that is None). Row numbers are file line numbers: the header is row 1.
+For an exclusive competition (``competition.exclusive``; multiclass implies it) a pixel claimed by two
+classes of one image is a problem too (``overlap_problems``); overlapping classes (Clouds) are not checked.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +22,11 @@ import pandas as pd
 from kseg.competition import CompetitionSpec, split_rows
 from kseg.config import Config
 from kseg.data.images import image_size
-from kseg.data.rle import rle_area, validate_rle
+from kseg.data.rle import decode, rle_area, validate_rle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassSummary", "ValidationReport", "validate_submission"]
+__all__ = ["ClassSummary", "ValidationReport", "overlap_problems", "validate_submission"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,50 @@ class _SizeOf:
         return self.cache[image]
 
 
+def overlap_problems(
+    spec: CompetitionSpec,
+    ids: np.ndarray,
+    cls: np.ndarray,
+    rles: np.ndarray,
+    areas: np.ndarray,
+    size_of: Callable[[str], tuple[int, int] | str],
+) -> list[str]:
+    """One problem per image whose class masks share pixels (for exclusive competitions).
+
+    Per csv row [N]: image id, class index, RLE string, area (pixels of a valid RLE, -1 when invalid).
+    Only the first row of each (image, class) with a valid non-empty RLE counts. An image's k masks
+    are decoded together (bool [k, H*W]); the pixels claimed more than once are counted, and the
+    pairwise shared pixels of the classes come from one product over those pixels only.
+    """
+    rows = np.flatnonzero(np.asarray(areas) > 0)
+    table = pd.DataFrame({"image": np.asarray(ids, dtype=object)[rows], "cls": np.asarray(cls)[rows], "row": rows})
+    table = table.drop_duplicates(["image", "cls"])
+    table = table[table["image"].map(table["image"].value_counts()) > 1]
+    problems = []
+    for image, group in table.groupby("image", sort=False):
+        size = size_of(image)
+        if isinstance(size, str):
+            continue
+        masks = np.stack([decode(rles[r], size, spec.rle).ravel() != 0 for r in group["row"]])
+        shared = masks.sum(axis=0, dtype=np.int64) > 1
+        if not shared.any():
+            continue
+        sub = masks[:, shared].astype(np.int64)
+        pairs = sub @ sub.T  # [k, k] pixels shared by each pair of classes
+        a, b = np.triu_indices(len(group), 1)
+        cls_of, row_of = group["cls"].to_numpy(), group["row"].to_numpy() + 2
+        listed = "; ".join(
+            f"{spec.labels[cls_of[i]]} (row {row_of[i]}) and {spec.labels[cls_of[j]]} (row {row_of[j]}): {pairs[i, j]}"
+            for i, j in zip(a, b) if pairs[i, j] > 0
+        )  # fmt: skip
+        problems.append(
+            f"image {image!r}: {int(shared.sum())} pixel(s) claimed by more than one class, but the classes of "
+            f"{spec.name} are exclusive (competition.exclusive: each pixel in at most one class); shared "
+            f"pixels by class pair: {listed}"
+        )
+    return problems
+
+
 def validate_submission(path: str | Path, cfg: Config) -> ValidationReport:
     """Check submission ``path`` against ``cfg``'s competition; every problem names its row."""
     path = Path(path)
@@ -168,6 +215,8 @@ def validate_submission(path: str | Path, cfg: Config) -> ValidationReport:
             report.problems.extend(f"{where}: {problem}" for problem in problems)
         else:
             areas[i] = rle_area(rle, spec.rle)
+    if spec.exclusive:
+        report.problems.extend(overlap_problems(spec, ids, cls, rles, areas, size_of))
 
     for c, name in enumerate(spec.classes):
         sel = (cls == c) & (areas >= 0)

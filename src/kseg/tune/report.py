@@ -49,6 +49,7 @@ def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> 
         "n_images": result.n_images,
         "folds": result.folds,
         "oof_tta": oof_tta or "none",
+        "exclusive": result.exclusive,
         "fold_images": result.table.counts.tolist(),
         "scores": {"default": _num(result.score_default), "tuned": _num(result.score_tuned), "cv": _num(result.score_cv)},
         "classes": classes,

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from kseg.config import Config
 from kseg.metrics import get_metric
-from kseg.postprocess import ClassParams
+from kseg.postprocess import ClassParams, exclusive_candidates
 from kseg.tune.grid import Grid
 from kseg.tune.oof import OOFSet, Truth, check_against_folds, load_oof
 from kseg.tune.search import Choice, ScoreTable
@@ -32,6 +32,7 @@ class TuneResult:
     metric: str
     folds: list[int]
     table: ScoreTable
+    exclusive: bool = False  # tuned with the exclusive-class rule (kseg.postprocess.exclusive_candidates)
 
     @property
     def n_images(self) -> int:
@@ -73,6 +74,8 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     """Grid-search post-processing on the OOF predictions of ``runs`` (default: ``cfg.name``).
 
     Streams ``cfg.tune.chunk_size`` images at a time; memory is bounded by the chunk, not the OOF.
+    Exclusive competitions (``competition.exclusive``) score every cell on the argmax candidates of
+    ``exclusive_candidates``, the rule ``kseg predict`` applies.
     ``progress=None`` shows the progress bar only on a terminal.
     """
     runs = list(runs or [cfg.name])
@@ -87,6 +90,7 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     metric = get_metric(cfg.competition.metric)
     num_classes = oof.shape[0]
     table = ScoreTable(num_classes, len(oof.folds), grid.size)
+    exclusive = cfg.competition.exclusive
     fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
     chunk_size = max(1, cfg.tune.chunk_size)
     n_chunks = sum(math.ceil(len(f.ids) / chunk_size) for f in oof.experiments[oof.names[0]])
@@ -100,9 +104,10 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         masks = truth.masks(chunk.ids)
         fold_index = np.full(n, fold_pos[chunk.fold], dtype=np.int64)
         table.add_images(fold_index)
+        q = exclusive_candidates(chunk.q) if exclusive else chunk.q
         for c in range(num_classes):
             aux = None if chunk.aux is None else chunk.aux[:, c]
-            st = class_grid_stats(chunk.q[:, c], masks[:, c], grid, aux)
+            st = class_grid_stats(q[:, c], masks[:, c], grid, aux)
             scores = metric(st.inter, st.pred_area, st.true_area).reshape(grid.size, n)
             default = metric(st.default_inter, st.default_pred_area, st.true_area)
             table.add(c, fold_index, scores, default)
@@ -116,4 +121,5 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         metric=cfg.competition.metric,
         folds=list(oof.folds),
         table=table,
+        exclusive=exclusive,
     )
