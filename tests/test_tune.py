@@ -18,7 +18,7 @@ from kseg.data.rle import KAGGLE, decode, encode
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, default_params, load_postprocess, quantize
 from kseg.tune.oof import OOFSet, Truth, find_folds, load_oof
-from kseg.tune.report import grid_frame, write_outputs
+from kseg.tune.report import grid_frame, postprocess_dict, write_outputs
 from kseg.tune.run import tune
 from kseg.tune.search import ScoreTable
 
@@ -54,7 +54,9 @@ def _random_case(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
     return truth, probs, aux
 
 
-def _write_competition(root: Path, truth: np.ndarray, metric: str, n_folds: int, seed: int = 0) -> tuple:
+def _write_competition(
+    root: Path, truth: np.ndarray, metric: str, n_folds: int, seed: int = 0, mode: str = "multilabel"
+) -> tuple:
     """A tiny combined-format competition + OOF of experiment 'exp' in 3 folds (rows shuffled)."""
     n = truth.shape[0]
     ids = [f"img{i:03d}" for i in range(n)]
@@ -62,7 +64,7 @@ def _write_competition(root: Path, truth: np.ndarray, metric: str, n_folds: int,
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
     spec = {
-        "name": "tiny", "classes": ["a", "b"], "mode": "multilabel", "metric": metric,
+        "name": "tiny", "classes": ["a", "b"], "mode": mode, "metric": metric,
         "image_size": [H, W], "submission_size": [H, W],
         "train": {"format": "combined", "id_column": "ImageId_ClassId"},
         "submission": {"format": "combined", "id_column": "ImageId_ClassId"},
@@ -86,16 +88,37 @@ def _write_oof(cfg, exp: str, ids: list[str], folds: np.ndarray, probs: np.ndarr
             np.save(d / "oof_aux.npy", aux[rows])
 
 
-def _first_best(sums: np.ndarray, count: int) -> int:
-    return int(np.flatnonzero(sums >= sums.max() - 1e-9 * count)[0])
+def _strictness(p: ClassParams) -> tuple:
+    """The tie order's key, written from its definition: larger = more conservative, threshold first."""
+    top = -1.0 if p.top_threshold is None else p.top_threshold
+    return (p.threshold, p.min_size, p.min_area, p.max_prob_gate, p.aux_gate, top)
 
 
-@pytest.mark.parametrize("metric", ["dice", "iou_ap"])
-def test_grid_search_matches_brute_force(tmp_path, metric):
+def _reference_best(sums: np.ndarray, count: int, cells: list[ClassParams]) -> int:
+    """Tied cells (within 1e-9 * count of the max): the default ClassParams() if tied, else the strictest."""
+    tied = [i for i in np.flatnonzero(sums >= sums.max() - 1e-9 * count)]
+    for i in tied:
+        if cells[i] == ClassParams():
+            return int(i)
+    return int(max(tied, key=lambda i: _strictness(cells[i])))
+
+
+def _softmax_like(probs: np.ndarray) -> np.ndarray:
+    """uint8 [n, C, H, W] class maps rescaled so that they sum to at most 1 per pixel (room for background)."""
+    p = probs.astype(np.float32) / 255
+    return quantize(p / np.maximum(1.0, p.sum(axis=1, keepdims=True) / 0.95))
+
+
+@pytest.mark.parametrize("metric, exclusive", [("dice", False), ("iou_ap", False), ("dice", True)])
+def test_grid_search_matches_brute_force(tmp_path, metric, exclusive):
     rng = np.random.default_rng(7)
     n = 14
     truth, probs, aux = _random_case(rng, n)
-    cfg, ids, folds = _write_competition(tmp_path, truth, metric, n_folds=3)
+    mode = "multiclass" if exclusive else "multilabel"
+    if exclusive:
+        probs = _softmax_like(probs)
+    cfg, ids, folds = _write_competition(tmp_path, truth, metric, n_folds=3, mode=mode)
+    assert cfg.competition.exclusive is exclusive  # multiclass implies exclusive
     _write_oof(cfg, "exp", ids, folds, probs, aux, seed=1)
 
     result = tune(cfg, progress=False)
@@ -105,16 +128,20 @@ def test_grid_search_matches_brute_force(tmp_path, metric):
         GRID["thresholds"], GRID["min_sizes"], GRID["min_areas"], GRID["max_prob_gates"],
         GRID["aux_gates"], [None] + GRID["top_thresholds"],
     )]  # fmt: skip
-    scores = np.stack(
-        [per_item_scores(apply_postprocess_batch(probs, [p] * C, aux / 255.0), truth, metric) for p in cells]
-    )  # [cells, n, C]
-    default = per_item_scores(apply_postprocess_batch(probs, default_params(C)), truth, metric)  # [n, C]
+    def scored(params: list[ClassParams], rule: bool) -> np.ndarray:
+        return per_item_scores(apply_postprocess_batch(probs, params, aux / 255.0, exclusive=rule), truth, metric)
+
+    scores = np.stack([scored([p] * C, exclusive) for p in cells])  # [cells, n, C]
+    default = scored(default_params(C), exclusive)  # [n, C]
+    if exclusive:  # a probe where the rule matters: at threshold 0.3 independent thresholds score otherwise
+        low = [ClassParams(threshold=0.3)] * C
+        assert np.abs(scored(low, True) - scored(low, False)).max() > 0.05
     table = grid_frame(result)
     assert len(table) == C * len(cells)
     for c in range(C):
         means = scores[:, :, c].mean(axis=1)
         np.testing.assert_allclose(table[table["class"] == ["a", "b"][c]]["score"].to_numpy(), means, atol=1e-6)
-        best = _first_best(scores[:, :, c].sum(axis=1), n)
+        best = _reference_best(scores[:, :, c].sum(axis=1), n, cells)
         assert result.params[c] == cells[best]
         ch = result.choices[c]
         assert ch.score_tuned == pytest.approx(means[best], abs=1e-12)
@@ -122,10 +149,11 @@ def test_grid_search_matches_brute_force(tmp_path, metric):
         held = 0.0
         for k in range(3):
             train, test = folds != k, folds == k
-            b = _first_best(scores[:, train, c].sum(axis=1), int(train.sum()))
+            b = _reference_best(scores[:, train, c].sum(axis=1), int(train.sum()), cells)
             held += scores[b, test, c].sum()
         assert ch.score_cv == pytest.approx(held / n, abs=1e-12)
     assert result.score_tuned == pytest.approx(np.mean([ch.score_tuned for ch in result.choices]))
+    assert postprocess_dict(result, "exp")["exclusive"] is exclusive  # recorded next to the tuned parameters
     # the probe is not degenerate: tuning changes something and beats the default
     assert result.score_tuned > result.score_default
     assert any(p != ClassParams() for p in result.params)
@@ -156,6 +184,55 @@ def test_score_table_cross_validation_hand_computed():
     assert ch.cv_cells == (1, 0)
     assert ch.score_cv == pytest.approx(1.5 / 4)
     assert ch.score_default == pytest.approx(0.5)
+
+
+def test_tie_rank_default_first_then_most_conservative():
+    from kseg.tune.grid import Grid
+
+    g = Grid(thresholds=(0.3, 0.5, 0.7), min_sizes=(0, 10))  # cells (0.3,0) (0.3,10) (0.5,0) (0.5,10) (0.7,0) (0.7,10)
+    assert g.default_cell() == 2
+    # default (0.5, 0) first, then threshold descending, min size descending within a threshold
+    np.testing.assert_array_equal(g.tie_rank(), [5, 4, 0, 3, 2, 1])
+    # gates and the triplet axis: a gate of 0 (off) and no triplet rule (None) are the least strict values
+    g = Grid(thresholds=(0.5,), max_prob_gates=(0.0, 0.9), top_thresholds=(None, 0.8))  # (g, top) in C order
+    np.testing.assert_array_equal(g.tie_rank(), [0, 3, 2, 1])
+    g = Grid(thresholds=(0.4, 0.6), min_sizes=(0, 5))
+    assert g.default_cell() is None
+    np.testing.assert_array_equal(g.tie_rank(), [3, 2, 1, 0])  # (0.6, 5) most conservative
+
+
+def test_score_table_ties_prefer_default_then_conservative_hand_built():
+    """6 cells of thresholds (0.3, 0.5, 0.7) x min sizes (0, 10), 2 folds x 2 images, with ties."""
+    from kseg.tune.grid import Grid
+    from kseg.tune.search import best_cell
+
+    grid = Grid(thresholds=(0.3, 0.5, 0.7), min_sizes=(0, 10))
+    t = ScoreTable(num_classes=1, num_folds=2, num_cells=grid.size, tie_rank=grid.tie_rank())
+    folds = np.array([0, 0, 1, 1])
+    t.add_images(folds)
+    scores = np.array([
+        [0.5, 0.5, 1.0, 1.0],    # 0 (0.3, 0):  fold0 1.0, fold1 2.0, total 3.0
+        [0.5, 0.5, 1.0, 1.0],    # 1 (0.3, 10): the same
+        [1.0, 1.0, 0.5, 0.5],    # 2 (0.5, 0) default: fold0 2.0, fold1 1.0, total 3.0
+        [0.25, 0.25, 0.25, 0.25],  # 3 (0.5, 10): total 1.0
+        [1.0, 1.0, 0.0, 0.0],    # 4 (0.7, 0):  fold0 2.0, fold1 0.0
+        [1.0, 1.0, 0.0, 0.0],    # 5 (0.7, 10): the same
+    ])  # fmt: skip
+    t.add(0, folds, scores, default=scores[2])
+    ch = t.choose(0)
+    assert ch.cell == 2  # cells 0, 1, 2 tie at 3.0: the default wins (grid order would pick cell 0)
+    # held fold0, chosen on fold1: cells 0 and 1 tie at 2.0 -> the larger min size, cell 1 (fold0 score 1.0)
+    # held fold1, chosen on fold0: cells 2, 4, 5 tie at 2.0 -> the default, cell 2 (fold1 score 1.0)
+    assert ch.cv_cells == (1, 2)
+    assert ch.score_cv == pytest.approx(2.0 / 4) and ch.score_tuned == pytest.approx(3.0 / 4)
+    sums = np.array([0.0, 0.0, 0.0, 2.0, 2.0, 1.0])  # (0.5, 10) ties (0.7, 0): the higher threshold wins
+    assert best_cell(sums, 4, grid.tie_rank()) == 4 and best_cell(sums, 4) == 3
+    near = np.array([0.0, 2.0, 2.0 - 1e-12, 0.0, 0.0, 0.0])  # within the tolerance: still a tie -> default
+    assert best_cell(near, 4, grid.tie_rank()) == 2
+    apart = np.array([0.0, 2.0, 2.0 - 1e-6, 0.0, 0.0, 0.0])  # beyond it: the better score wins
+    assert best_cell(apart, 4, grid.tie_rank()) == 1
+    with pytest.raises(ValueError, match="tie_rank"):
+        ScoreTable(1, 2, 6, tie_rank=np.arange(5))
 
 
 def test_single_fold_has_no_cv(tmp_path):
@@ -211,7 +288,7 @@ def test_oof_store_errors(tmp_path):
         find_folds(Path(cfg.runs_dir) / "exp", "exp")
 
 
-def test_truth_is_resized_nearest_to_the_submission_size(tmp_path):
+def test_truth_is_resized_centre_aligned_to_the_submission_size(tmp_path):
     truth, _, _ = _random_case(np.random.default_rng(4), 3)
     cfg, ids, _ = _write_competition(tmp_path, truth, "dice", n_folds=1)
     spec = config_to_dict(cfg)
@@ -221,7 +298,8 @@ def test_truth_is_resized_nearest_to_the_submission_size(tmp_path):
     assert got.shape == (3, C, 10, 12) and got.dtype == bool
     for i, c in itertools.product(range(3), range(C)):
         native = decode(encode(truth[i, c]), (H, W))
-        np.testing.assert_array_equal(got[i, c], cv2.resize(native, (12, 10), interpolation=cv2.INTER_NEAREST) > 0)
+        # 20x24 -> 10x12: a pixel is foreground when at least half of its 2x2 block is (geometry.resize_masks)
+        np.testing.assert_array_equal(got[i, c], native.reshape(10, 2, 12, 2).mean(axis=(1, 3)) >= 0.5)
     # OOF stored at another size than the submission size is refused
     _write_oof(cfg, "exp", ids, np.zeros(3, dtype=int), np.zeros((3, C, H, W), np.uint8), None, seed=0)
     with pytest.raises(ValueError, match="submits at 10x12"):

@@ -2,7 +2,8 @@
 
 Axes (in this order, C order over cells): threshold, min_size, min_area, max_prob_gate, aux_gate,
 top_threshold. ``top_threshold`` holds ``None`` (no triplet rule) first, then the triplet top
-thresholds when ``tune.triplet``. Ties between cells are broken by the first cell in this order.
+thresholds when ``tune.triplet``. Ties between cells are broken by ``Grid.tie_rank`` (the untuned default
+first, then the more conservative cell; defined in ``kseg.tune.search``), not by this order.
 """
 
 from __future__ import annotations
@@ -79,6 +80,32 @@ class Grid:
         """``ClassParams`` of flat cell ``index``."""
         idx = np.unravel_index(int(index), self.shape)
         return ClassParams(**{axis: values[i] for axis, values, i in zip(AXES, self.axes, idx)})
+
+    def default_cell(self) -> int | None:
+        """Flat index of the untuned default ``ClassParams()`` (threshold 0.5, nothing else), None if absent."""
+        default = ClassParams()
+        try:
+            idx = tuple(values.index(getattr(default, axis)) for axis, values in zip(AXES, self.axes))
+        except ValueError:
+            return None
+        return int(np.ravel_multi_index(idx, self.shape))
+
+    def tie_rank(self) -> np.ndarray:
+        """int64 [cells]: each cell's rank among tied cells, 0 = chosen first (``kseg.tune.search.best_cell``).
+
+        The default cell (when in the grid) ranks 0; the others follow from the most conservative down:
+        lexicographic on (threshold, min_size, min_area, max_prob_gate, aux_gate, top_threshold), larger
+        first, top_threshold None (no triplet rule) below any value.
+        """
+        keys = [np.array([-1.0 if v is None else float(v) for v in values]) for values in self.axes]
+        flat = [k.ravel() for k in np.meshgrid(*keys, indexing="ij")]  # C order, like the flat cell index
+        order = np.lexsort([-k for k in reversed(flat)])  # lexsort's primary key is the last one
+        default = self.default_cell()
+        if default is not None:
+            order = np.concatenate([[default], order[order != default]])
+        rank = np.empty(self.size, dtype=np.int64)
+        rank[order] = np.arange(self.size)
+        return rank
 
     def cells(self) -> list[ClassParams]:
         """Every cell's ``ClassParams`` in flat (C) order."""

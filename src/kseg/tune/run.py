@@ -89,7 +89,7 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     truth.check(oof.ids)
     metric = get_metric(cfg.competition.metric)
     num_classes = oof.shape[0]
-    table = ScoreTable(num_classes, len(oof.folds), grid.size)
+    table = ScoreTable(num_classes, len(oof.folds), grid.size, grid.tie_rank())
     exclusive = cfg.competition.exclusive
     fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
     chunk_size = max(1, cfg.tune.chunk_size)

@@ -3,6 +3,17 @@
 Scores are summed per (class, fold, cell) so that choosing on K-1 folds is a subtraction. The metric
 is a mean over image x class, so each class is chosen independently and the overall score is the mean
 over classes.
+
+Ties: cells whose score sum is within ``TIE_TOL * n_images`` of the best one are tied. Among tied cells
+the untuned default ``ClassParams()`` (threshold 0.5, min_size 0, min_area 0, no max-prob or aux gate,
+no triplet rule) wins when it is a grid cell, else the most conservative cell. Cell A is *more
+conservative* than cell B when, comparing threshold, min_size, min_area, max_prob_gate, aux_gate and
+top_threshold in this order, A's value is larger at the first parameter where they differ (a gate of 0
+is off, the lowest value; top_threshold None, no triplet rule, is below any value). Raising any one of
+the first five with the others fixed never keeps a pixel more (a higher threshold keeps a subset of the
+pixels, the others only remove components or empty masks), so a tie goes to the cell that keeps fewest
+pixels along the first axis that separates them; the order is total, so the choice is unique.
+``Grid.tie_rank`` encodes it; without a rank (``tie_rank=None``) the first tied cell wins.
 """
 
 from __future__ import annotations
@@ -11,13 +22,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TIE_TOL = 1e-9  # cells within TIE_TOL * n_images of the best count as tied; the first one wins
+TIE_TOL = 1e-9  # cells within TIE_TOL * n_images of the best count as tied (see the module docstring)
 
 
-def best_cell(sums: np.ndarray, count: int) -> int:
-    """Index of the best cell of score sums [cells]: the first within the tie tolerance of the max."""
+def best_cell(sums: np.ndarray, count: int, tie_rank: np.ndarray | None = None) -> int:
+    """Index of the best cell of score sums [cells] over ``count`` images.
+
+    Among the cells within the tie tolerance of the max, the one of lowest ``tie_rank`` [cells]
+    (``Grid.tie_rank``: default, then most conservative), or the first one when ``tie_rank`` is None.
+    """
     top = float(sums.max())
-    return int(np.flatnonzero(sums >= top - TIE_TOL * max(count, 1))[0])
+    tied = np.flatnonzero(sums >= top - TIE_TOL * max(count, 1))
+    if tie_rank is None:
+        return int(tied[0])
+    return int(tied[np.argmin(tie_rank[tied])])
 
 
 @dataclass(frozen=True)
@@ -32,12 +50,20 @@ class Choice:
 
 
 class ScoreTable:
-    """Sums of per-image scores: ``sums`` [C, F, cells], ``default`` [C, F], ``counts`` [F]."""
+    """Sums of per-image scores: ``sums`` [C, F, cells], ``default`` [C, F], ``counts`` [F].
 
-    def __init__(self, num_classes: int, num_folds: int, num_cells: int) -> None:
+    ``tie_rank`` int [cells] breaks ties between cells (``Grid.tie_rank``); None: the first cell wins.
+    """
+
+    def __init__(self, num_classes: int, num_folds: int, num_cells: int, tie_rank: np.ndarray | None = None) -> None:
         self.sums = np.zeros((num_classes, num_folds, num_cells), dtype=np.float64)
         self.default = np.zeros((num_classes, num_folds), dtype=np.float64)
         self.counts = np.zeros(num_folds, dtype=np.int64)
+        if tie_rank is not None:
+            tie_rank = np.asarray(tie_rank)
+            if tie_rank.shape != (num_cells,):
+                raise ValueError(f"ScoreTable: tie_rank has shape {tie_rank.shape}, expected ({num_cells},)")
+        self.tie_rank = tie_rank
 
     def add_images(self, fold_index: np.ndarray) -> None:
         """Count the images of a chunk: fold_index int [n] (positions into the fold axis)."""
@@ -62,14 +88,14 @@ class ScoreTable:
         if n == 0:
             raise ValueError("no OOF images to tune on")
         total = sums.sum(axis=0)
-        cell = best_cell(total, n)
+        cell = best_cell(total, n, self.tie_rank)
         present = np.flatnonzero(counts > 0)
         cv_cells: list[int] = []
         cv = float("nan")
         if present.size >= 2:
             held_sum = 0.0
             for k in present:
-                chosen = best_cell(total - sums[k], n - int(counts[k]))
+                chosen = best_cell(total - sums[k], n - int(counts[k]), self.tie_rank)
                 cv_cells.append(chosen)
                 held_sum += float(sums[k, chosen])
             cv = held_sum / n
