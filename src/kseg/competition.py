@@ -183,7 +183,8 @@ def _checked_rles(spec: CompetitionSpec, column: pd.Series, ids: np.ndarray, cls
             continue
         problems = rle_syntax_problems(rle, dialect)
         if problems:
-            raise ValueError(f"{path}: row {i + 2}: image {ids[i]!r} class {spec.classes[cls[i]]}: {problems[0]}")
+            raise ValueError(f"{path}: row {i + 2}: image {ids[i]!r} class {spec.classes[cls[i]]}: "
+                             f"malformed RLE in the training labels: {problems[0]}")
     return rles
 
 

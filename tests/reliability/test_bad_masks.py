@@ -47,7 +47,8 @@ def test_rle_past_the_image_names_id_and_both_sizes(copy_root, tmp_path):
 def test_malformed_rle_names_the_image(copy_root, tmp_path):
     cfg = tiny_cfg(copy_root, tmp_path)  # folds.csv first: kseg folds itself refuses the bad RLE (below)
     image = _set_rle(copy_root, "5 3 9")
-    with pytest.raises(ValueError, match=rf"image '{image}' class \d: malformed RLE in the training labels: .*odd number"):
+    with pytest.raises(ValueError, match=rf"train.csv: row 2: image '{image}' class \w+: malformed RLE in the "
+                       "training labels: .*odd number.*RLE dialect column-major"):  # fmt: skip
         SegDataset(cfg, [image], read_labels(cfg))[0]
 
 

@@ -52,7 +52,7 @@ def test_good_single_format_file(tgs, tmp_path):
         (GOOD.replace("a,1 2", "a,1 two"), "row 2 (image 'a'): RLE has non-integer tokens"),
         (GOOD.replace("a,1 2", "a,nan"), "row 2 (image 'a'): RLE has non-integer tokens"),
         (GOOD.replace("a,1 2", "a,0 2"), "row 2 (image 'a'): run 0 (start=0, length=2): start < 1"),
-        (GOOD.replace("a,1 2", "a,1 0"), "row 2 (image 'a'): run 0 (start=1, length=0): length < 1"),
+        (GOOD.replace("a,1 2", "a,3 0"), "row 2 (image 'a'): run 0 (start=3, length=0): length < 1"),
         (GOOD.replace("c,5 3 12 2", "c,12 2 5 3"), "row 4 (image 'c'): "),
         (GOOD.replace("c,5 3 12 2", "c,5 8 12 2"), "row 4 (image 'c'): "),
         (GOOD.replace("c,5 3 12 2", "c,19 3"), "row 4 (image 'c'): run 0 (start=19, length=3): ends at pixel 21, past the image end 20"),
