@@ -198,6 +198,15 @@ def test_exclusive_candidates_hand_probe():
         exclusive_candidates(PROBE)
 
 
+def test_exclusive_candidates_match_an_argmax_over_background_and_classes():
+    rng = np.random.default_rng(3)
+    q = (rng.integers(0, 6, (4, 3, 9, 11)) * 25).astype(np.uint8)  # coarse values: many ties, sums past 255
+    background = np.clip(255 - q.astype(np.int64).sum(axis=1, keepdims=True), 0, 255)
+    winner = np.concatenate([background, q], axis=1).argmax(axis=1)  # 0 = background; first maximum wins
+    expected = np.where(winner[:, None] == np.arange(1, 4)[None, :, None, None], q, 0)
+    np.testing.assert_array_equal(exclusive_candidates(q), expected)
+
+
 def test_exclusive_postprocess_differs_from_independent_thresholds():
     q = quantize(PROBE)
     independent = apply_postprocess(q, PROBE_PARAMS)

@@ -268,12 +268,17 @@ def exclusive_candidates(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q)
     if q.dtype != np.uint8 or q.ndim < 3:
         raise ValueError(f"exclusive_candidates: expected uint8 [..., C, H, W], got {q.dtype} {q.shape}")
-    background = 255 - q.sum(axis=-3, dtype=np.int32)  # < 0 only when the maps do not sum to <= 1
-    best = q.argmax(axis=-3)  # first maximum: the lower class index wins a tie
-    wins = q.max(axis=-3) > background
-    classes = np.arange(q.shape[-3]).reshape(-1, 1, 1)
-    keep = (best[..., None, :, :] == classes) & wins[..., None, :, :]
-    return np.where(keep, q, np.uint8(0))
+    num = q.shape[-3]
+    top = q.max(axis=-3)
+    background = 255 - q.sum(axis=-3, dtype=np.int16 if num < 128 else np.int32)  # < 0 if the maps sum past 1
+    free = top > background  # a class wins the pixel; cleared once the first class at the max takes it
+    out = np.zeros_like(q)
+    for c in range(num):  # classes in order: a tie at the max goes to the lower index
+        qc = q[..., c, :, :]
+        keep = (qc == top) & free
+        free &= ~keep
+        np.copyto(out[..., c, :, :], qc, where=keep)
+    return out
 
 
 def apply_postprocess(
