@@ -25,6 +25,7 @@ from kseg.data.rle import decode, validate_rle
 
 from conftest import REPO
 
+TTA_WARNING = "may not carry over"  # kseg predict: postprocess.json tuned on OOF of another TTA
 SIZE_PROBE = ("tune.thresholds=[0.0]", "tune.min_sizes=[0]", "tune.aux_gates=[0]")
 
 
@@ -34,7 +35,8 @@ def lines(path: Path) -> list[bytes]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MINIATURES.names())
-def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                             caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)  # submissions/ land here
     mini = MINIATURES.get(name)
     root = tmp_path / "data"
@@ -42,10 +44,11 @@ def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     rc = main(["demo", "--competition", name, "--small", "--fast", "--out", str(root), "--tta", "hflip", "--no-kernel", *overrides])
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
+    assert TTA_WARNING not in caplog.text  # tuned on OOF predicted with the submission's TTA
     found = re.findall(r"^submission: (.+)$", out, re.M)
     assert found, out[-3000:]
     sub = tmp_path / found[-1]
-    cfg = load_config(REPO / mini.config, [*mini.fast, f"data.root={root}", *overrides])
+    cfg = load_config(REPO / mini.config, [*mini.fast, f"data.root={root}", *overrides, "tune.oof_tta=hflip"])
     spec = cfg.competition
 
     # training artefacts: OOF at the submission size, resolved config with the competition embedded
@@ -81,3 +84,23 @@ def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     assert all(validate_rle(r, (h, w)) == [] for r in rles), f"{name}: masks do not fit {h}x{w}"
     masks = np.stack([decode(r, (h, w)) for r in rles])
     assert masks.mean() > 0.5 and masks[:, -1, -1].any(), f"{name}: masks not at {h}x{w}: {masks.mean():.2f}"
+
+
+@pytest.mark.slow
+def test_demo_default_tta_is_tuned_on_oof_predicted_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``make demo`` (``kseg demo``: predict --tta hflip by default) re-predicts the OOF with hflip and tunes on
+    it, so ``kseg predict`` has nothing to warn about; here on the fast, small path."""
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["demo", "--small", "--fast", "--out", str(tmp_path / "data"), "--no-kernel", f"runs_dir={tmp_path / 'runs'}"])
+    assert rc == 0
+    assert TTA_WARNING not in caplog.text
+    assert "demo: kseg predict -c" in caplog.text and " --oof --tta hflip " in caplog.text
+    run_dir = tmp_path / "runs" / "demo"
+    assert json.loads((run_dir / "postprocess.json").read_text())["oof_tta"] == "hflip"
+    assert all((run_dir / f"fold{k}" / "oof_tta-hflip.npy").is_file() for k in (0, 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true", help="the few-image version the end-to-end test runs")
     p.add_argument("--fast", action="store_true",
                    help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input")
-    p.add_argument("--tta", default="hflip", help="TTA used by the predict stage")
+    p.add_argument("--tta", default="hflip",
+                   help="TTA of the predict stage; the OOF is re-predicted with it and tuned on (none: training's OOF)")
     p.add_argument("--no-kernel", action="store_true",
                    help="stop after validate (by default the demo competition also builds and rehearses its kernel)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")  # fmt: skip
@@ -55,15 +57,21 @@ def config_path(args: argparse.Namespace, shipped: str) -> Path:
 def stage_commands(
     config: Path, root: Path, overrides: list[str], tta: str, submission: Path, oof_tta: str = ""
 ) -> list[list[str]]:
-    """The CLI argument lists of every stage, in pipeline order (``oof_tta``: re-predict the OOF before tuning)."""
+    """The CLI argument lists of every stage, in pipeline order (``oof_tta``: the config's ``tune.oof_tta``).
+
+    Post-processing is tuned on OOF predicted with the submission's ``tta`` (re-predicted with
+    ``predict --oof`` unless ``none``), so ``kseg predict`` applies it to the ensemble it was tuned on.
+    """
     common = ["-c", str(config)]
     ov = [f"data.root={root}", *overrides]
-    oof = [["predict", *common, "--oof", "--tta", oof_tta, *ov]] if oof_tta else []
+    want = "" if tta == "none" else tta
+    oof = [["predict", *common, "--oof", "--tta", want, *ov]] if want else []
+    tune_tta = [] if want == oof_tta else ["tune.oof_tta=" + (want or "''")]  # '' = training's OOF
     return [
         ["folds", *common, "--force", *ov],
         ["train", *common, "--fold", "all", *ov],
         *oof,
-        ["tune", *common, *ov],
+        ["tune", *common, *tune_tta, *ov],
         ["predict", *common, "--tta", tta, "--out", str(submission), *ov],
         ["validate", *common, str(submission), *ov],
     ]
@@ -86,6 +94,25 @@ def write_competition(args: argparse.Namespace, name: str, root: Path, cfg_size:
         mini.write(root, seed=args.seed, **kwargs)
 
 
+def fit_folds(config: Path, root: Path, overrides: list[str], user: list[str], name: str) -> list[str]:
+    """``overrides`` + ``data.n_folds=<n>`` when the miniature at ``root`` has only n < ``data.n_folds`` groups
+    (or images) to split; a ``data.n_folds`` among the ``user``'s overrides is kept and fails here when too large."""
+    from kseg.data.folds import fold_units
+
+    cfg = load_config(config, [f"data.root={root}", *overrides])
+    have, what = fold_units(cfg)
+    want = cfg.data.n_folds
+    if have >= want:
+        return overrides
+    if have < 2 or any(o.split("=", 1)[0].strip() == "data.n_folds" for o in user):
+        fewer = f" or set data.n_folds to at most {have}" if have >= 2 else ""
+        raise ValueError(f"data.n_folds={want}: the {name} miniature in {root} has only {have} {what} to split into "
+                         f"folds; write a bigger one with --n-train{fewer}")
+    log.info("demo: the %s miniature has %d %s, fewer than data.n_folds=%d of %s: every stage runs with "
+             "data.n_folds=%d", name, have, what, want, config, have)  # fmt: skip
+    return [*overrides, f"data.n_folds={have}"]
+
+
 def run(args: argparse.Namespace) -> int:
     from kseg.cli import _stage_module, main
     from kseg.data.miniatures import MINIATURES
@@ -103,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         root = cfg.data_root if name == "demo" else Path("input") / f"{name}-mini"
     write_competition(args, name, root, cfg.competition.image_size)
     print(f"{name} competition written to {root}")
+    overrides = fit_folds(config, root, overrides, args.overrides, name)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
     stages = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
@@ -113,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if _stage_module(argv[0]) is None:
             print(f"kseg {argv[0]}: not built yet, stopping the demo here")
             return 0
-        log.info("demo: kseg %s", " ".join(argv))
+        log.info("demo: %s", shlex.join(["kseg", *argv]))  # pastes into a shell as is
         rc = main(argv)
         if rc:
             log.error("demo: kseg %s failed with exit code %d", argv[0], rc)
