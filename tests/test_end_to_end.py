@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kseg.cli import main
@@ -83,6 +84,11 @@ def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.Monk
     rles = submission[csv.rle_column].tolist()
     assert all(validate_rle(r, (h, w)) == [] for r in rles), f"{name}: masks do not fit {h}x{w}"
     masks = np.stack([decode(r, (h, w)) for r in rles])
+    if spec.exclusive:  # no pixel claimed twice; the probe then covers each image with the union of its classes
+        claims = np.zeros((len(set(ids)), h, w), dtype=np.int64)
+        np.add.at(claims, pd.factorize(ids)[0], masks)
+        assert claims.max() <= 1, f"{name}: a pixel is claimed by two exclusive classes"
+        masks = claims.astype(np.uint8)
     assert masks.mean() > 0.5 and masks[:, -1, -1].any(), f"{name}: masks not at {h}x{w}: {masks.mean():.2f}"
 
 

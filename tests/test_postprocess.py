@@ -237,12 +237,16 @@ def test_exclusive_min_size_and_gates_see_the_candidates_only():
     np.testing.assert_array_equal(ungated[1, 0], [1, 0, 0, 0, 0, 0])
 
 
-def test_exclusive_one_class_is_argmax_against_the_background():
-    # one class trained as softmax (background + class): a pixel is the class's only when q > 255 - q
+def test_exclusive_one_class_keeps_its_threshold():
+    # one class trained as softmax (background + class): nothing to exclude, the threshold decides alone;
+    # an argmax against the background would drop 90 and 127 (q <= 255 - q) whatever the threshold
     q = np.array([[[90, 127, 128, 200]]], dtype=np.uint8)
+    np.testing.assert_array_equal(exclusive_candidates(q), q)
     out = apply_postprocess(q, [ClassParams(threshold=0.3)], exclusive=True)
-    np.testing.assert_array_equal(out[0, 0], [0, 0, 1, 1])
-    np.testing.assert_array_equal(apply_postprocess(q, [ClassParams(threshold=0.3)])[0, 0], [1, 1, 1, 1])
+    np.testing.assert_array_equal(out[0, 0], [1, 1, 1, 1])
+    # two classes: the same values lose to the background where it is larger
+    two = np.concatenate([q, np.zeros_like(q)])
+    np.testing.assert_array_equal(apply_postprocess(two, [ClassParams(threshold=0.3)] * 2, exclusive=True)[0, 0], [0, 0, 1, 1])
 
 
 def test_class_params_validation():

@@ -27,7 +27,10 @@ background ``q_bg = max(0, 255 - sum_c q_c)`` (stored maps drop the softmax back
 going to the earlier entry (background, then the lower class index). Every other class's value at that
 pixel becomes 0, which no threshold or gate keeps (``level >= 0`` for values in [0, 1]); steps 1-3 then
 run per class on these candidate maps, so min sizes, ``min_area``, the max-prob gate and the triplet
-rule see only the class's own candidate pixels (the aux gate is per image and unchanged).
+rule see only the class's own candidate pixels (the aux gate is per image and unchanged). With a single
+class there is nothing to exclude and the map is left as it is: its threshold already is the decision
+against the background (an argmax would turn every threshold below 0.5 into 0.5, e.g. the 1-class softmax
+recipe ``configs/airplanes/unet-binary.yaml`` that tunes thresholds 0.3-0.7).
 """
 
 from __future__ import annotations
@@ -263,12 +266,15 @@ def exclusive_candidates(q: np.ndarray) -> np.ndarray:
 
     The winner is the argmax over (background, classes) with ``q_bg = max(0, 255 - sum_c q_c)``; ties go
     to the background, then to the lower class index. Other classes (all of them where the background
-    wins) get 0 at that pixel. The one exclusive-class rule of ``kseg tune`` and ``kseg predict``.
+    wins) get 0 at that pixel. One class (C = 1) is returned unchanged (see the module docstring).
+    The one exclusive-class rule of ``kseg tune`` and ``kseg predict``.
     """
     q = np.asarray(q)
     if q.dtype != np.uint8 or q.ndim < 3:
         raise ValueError(f"exclusive_candidates: expected uint8 [..., C, H, W], got {q.dtype} {q.shape}")
     num = q.shape[-3]
+    if num == 1:
+        return q
     top = q.max(axis=-3)
     background = 255 - q.sum(axis=-3, dtype=np.int16 if num < 128 else np.int32)  # < 0 if the maps sum past 1
     free = top > background  # a class wins the pixel; cleared once the first class at the max takes it
