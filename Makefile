@@ -23,7 +23,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
-BENCHES := rle_speed postprocess_speed tune_grid data_loading predict_memory train_throughput
+BENCHES := rle_speed postprocess_speed tune_grid data_loading predict_memory train_throughput mask_alignment
 
 bench: $(STAMP)
 	for b in $(BENCHES); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done

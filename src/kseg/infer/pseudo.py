@@ -15,7 +15,7 @@ the competition's *train* csv format (``competition.train``), written by
   whose masks are all empty gets one row ``<image>,<first class label>,`` (empty RLE) so it stays listed.
 
 Masks are the submission masks (post-processed with ``postprocess.json``), RLE-encoded at the image's
-native size like train.csv (nearest-neighbour resized from the submission size when they differ,
+native size like train.csv (centre-aligned ``geometry.resize_masks`` from the submission size when they differ,
 e.g. Clouds 350x525 -> 1400x2100). Rows follow prediction order.
 """
 
@@ -59,6 +59,7 @@ class PseudoLabelWriter:
         self.min_fraction = min_fraction
         self.writer = TrainCsvWriter(spec, out_path)
         self.dialect = spec.rle
+        self.exclusive = spec.exclusive
         self.kept = 0
         self.seen = 0
 
@@ -73,7 +74,8 @@ class PseudoLabelWriter:
             return False
         h, w = int(native_size[0]), int(native_size[1])
         if masks.shape[1:] != (h, w):
-            masks = np.ascontiguousarray(resize_masks(np.ascontiguousarray(masks.transpose(1, 2, 0)), (h, w)).transpose(2, 0, 1))
+            native = resize_masks(np.ascontiguousarray(masks.transpose(1, 2, 0)), (h, w), self.exclusive)
+            masks = np.ascontiguousarray(native.transpose(2, 0, 1))
         self.writer.add(image_id, self.dialect.encode_batch(masks))
         self.kept += 1
         return True

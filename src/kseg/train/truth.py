@@ -1,7 +1,8 @@
 """Ground truth and predictions at the competition's submission size, where the metric is computed.
 
 Truth masks are decoded from the training RLEs at each image's native size, then resized to the
-submission size with nearest neighbour when the two differ (Clouds: 1400x2100 labels, 350x525 submissions).
+submission size when the two differ (Clouds: 1400x2100 labels, 350x525 submissions) with
+``geometry.resize_masks``: centre-aligned, like the predictions ``restore`` brings to that size.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from kseg.data.geometry import resize_masks, restore, submission_size
 
 def truth_masks(
     rles: Sequence[str], native: tuple[int, int], size: tuple[int, int], image_id: str = "",
-    dialect: RleDialect = KAGGLE,
+    dialect: RleDialect = KAGGLE, exclusive: bool = False,
 ) -> np.ndarray:
-    """RLE per class (at ``native`` (H, W)) -> uint8 [C, H, W] at ``size`` (nearest-neighbour resize)."""
+    """RLE per class (at ``native`` (H, W)) -> uint8 [C, H, W] at ``size`` (``resize_masks``, one-hot if exclusive)."""
     masks = decode_masks(list(rles), native, image_id, dialect)  # [H, W, C]
-    masks = resize_masks(masks, size)
+    masks = resize_masks(masks, size, exclusive=exclusive)
     if masks.ndim == 2:
         masks = masks[..., None]
     return np.ascontiguousarray(masks.transpose(2, 0, 1))
@@ -42,7 +43,8 @@ class TruthTable:
         """uint8 [B, C, H, W] at ``size`` for images ``ids`` of native sizes ``natives``."""
         rows = self.rles.loc[list(ids)].to_numpy(dtype=object)
         dialect = self.cfg.competition.rle
-        return np.stack([truth_masks(r, n, size, i, dialect) for r, n, i in zip(rows, natives, ids)])
+        ex = self.cfg.competition.exclusive
+        return np.stack([truth_masks(r, n, size, i, dialect, ex) for r, n, i in zip(rows, natives, ids)])
 
 
 def restore_batch(

@@ -245,13 +245,13 @@ class Truth:
         return image_size(self.cfg.data_root / spec.train_images / spec.image_file(image_id))
 
     def masks(self, ids: list[str]) -> np.ndarray:
-        """bool [n, C, H, W] truth at the OOF size (nearest-neighbour resize when it differs)."""
+        """bool [n, C, H, W] truth at the OOF size (``resize_masks``, centre-aligned, when it differs)."""
         out = np.zeros((len(ids), len(self.classes)) + self.size, dtype=bool)
         rows = self.table.loc[ids].to_numpy(dtype=object)
         for i, image_id in enumerate(ids):
             if not any(rows[i]):
                 continue
             m = decode_masks(list(rows[i]), self._native_size(image_id), image_id, self.cfg.competition.rle)  # [H, W, C]
-            m = resize_masks(m, self.size)
+            m = resize_masks(m, self.size, exclusive=self.cfg.competition.exclusive)
             out[i] = np.moveaxis(m, -1, 0).astype(bool)
         return out
