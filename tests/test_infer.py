@@ -253,6 +253,41 @@ def test_predict_submission_multiclass_is_exclusive(demo_cfg: Config, tmp_path: 
     assert res.empty_share == [1.0, 0.0, 1.0, 1.0]
 
 
+def test_postprocess_mismatch_names_each_difference() -> None:
+    from kseg.infer.pipeline import postprocess_mismatch
+
+    record = {"runs": ["a", "b"], "folds": [0, 1, 2], "oof_tta": "hflip"}
+    assert postprocess_mismatch(record, {"b": [2, 1, 0], "a": [0, 1, 2]}, "hflip") == []  # order is not a difference
+    assert postprocess_mismatch(record, {"a": [0, 1, 2]}, "none") == ["runs ['a', 'b'] -> ['a']", "tta hflip -> none"]
+    assert postprocess_mismatch(record, {"a": [0, 1, 2], "b": [0, 1], "c": [0]}, "hflip") == [
+        "runs ['a', 'b'] -> ['a', 'b', 'c']", "folds of b [0, 1, 2] -> [0, 1]"]  # fmt: skip
+    assert postprocess_mismatch({"classes": []}, {"z": [7]}, "d4") == []  # nothing recorded: nothing compared
+
+
+def test_predict_refuses_postprocess_tuned_on_another_ensemble(demo_cfg: Config, tmp_path: Path, caplog) -> None:
+    from kseg.infer.pipeline import PostprocessMismatchError
+
+    run_dir = demo_cfg.run_dir
+    run_dir.mkdir(parents=True)
+    classes = [{"name": c, "params": {"threshold": 0.7}} for c in demo_cfg.competition.classes]
+    record = {"runs": ["demo"], "folds": [0, 1], "oof_tta": "none", "classes": classes}
+    (run_dir / "postprocess.json").write_text(json.dumps(record))
+    two = members(demo_cfg, [("demo", LOG3), ("demo", LOG3)])  # folds 0 and 1 at p = 0.75
+    out = tmp_path / "sub.csv"
+    cases = [(two, "hflip", "tta none -> hflip"), (two[:1], "none", r"folds of demo \[0, 1\] -> \[0\]"),
+             (two + [Member(ConstModel(LOG3), demo_cfg, "other", 0)], "none", r"runs \['demo'\] -> \['demo', 'other'\]")]
+    for ms, tta, what in cases:
+        with pytest.raises(PostprocessMismatchError, match=what + ".*--runs demo --folds 0,1 --tta none"):
+            predict_submission(demo_cfg, ensemble=Ensemble(demo_cfg, ms, tta=tta), tta=tta, out=out, progress=False)
+        assert not out.exists()  # refused before anything is written
+    res = predict_submission(demo_cfg, ensemble=Ensemble(demo_cfg, two, tta="hflip"), tta="hflip", out=out,
+                             progress=False, allow_postprocess_mismatch=True)  # fmt: skip
+    assert res.path == out and "predicting with it anyway" in caplog.text
+    sub = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert (sub.EncodedPixels == f"1 {128 * 256}").all()  # the tuned 0.7 still applied to p = 0.75
+    predict_submission(demo_cfg, ensemble=Ensemble(demo_cfg, two), out=out, progress=False)  # the tuned one: fine
+
+
 # --------------------------------------------------------------------------- end to end: real checkpoints + CLI
 
 
@@ -336,3 +371,16 @@ def test_kseg_predict_exits_1_when_the_validator_rejects(
                f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}", "data.image_size=[64,128]", "train.device=cpu"])  # fmt: skip
     assert rc == 1
     assert "submission INVALID" in capsys.readouterr().out
+
+
+def test_kseg_predict_allow_postprocess_mismatch_flag(tiny_runs: Config, demo_root: Path, tmp_path: Path, caplog) -> None:
+    from kseg.cli import main
+
+    classes = [{"name": c, "params": {"threshold": 0.5}} for c in tiny_runs.competition.classes]
+    (tiny_runs.run_dir / "postprocess.json").write_text(
+        json.dumps({"runs": ["demo"], "folds": [0, 1], "oof_tta": "none", "classes": classes}))
+    argv = ["predict", "-c", str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"), "--tta", "vflip",
+            "--out", str(tmp_path / "s.csv"), "--no-progress", f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}",
+            "data.image_size=[64,128]", "train.device=cpu"]  # fmt: skip
+    assert main(argv) == 1 and "tta none -> vflip" in caplog.text and not (tmp_path / "s.csv").exists()
+    assert main([*argv, "--allow-postprocess-mismatch"]) == 0 and (tmp_path / "s.csv").is_file()

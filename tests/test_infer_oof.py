@@ -79,6 +79,31 @@ def test_predict_oof_hflip_averages_the_deaugmented_views(trained: Config):
     assert np.abs(oof[0].astype(int) - unflipped.astype(int)).max() > 5
 
 
+def test_ema_run_predicts_with_the_validated_ema_weights(demo_root, tmp_path):
+    from kseg.models import validated_state_dict
+
+    cfg = tiny_config(demo_root, tmp_path, "model.aux_head=true", "train.device=cpu", "train.ema=true")
+    train_fold(cfg, 0)
+    d = cfg.fold_dir(0)
+    last = torch.load(d / "last.pt", weights_only=True)
+    ema, source = validated_state_dict(last, d / "last.pt")
+    assert source == "ema" and ema.keys() == last["state_dict"].keys()
+    best = torch.load(d / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(best[k], v) for k, v in ema.items())  # best.pt holds the validated (EMA) weights
+    assert not all(torch.equal(last["state_dict"][k], v) for k, v in ema.items())  # the probe: raw != EMA
+    assert all(torch.equal(load_checkpoint(d / "last.pt")[0].state_dict()[k], v) for k, v in ema.items())
+
+    # --oof --weights last.pt re-predicts the OOF that validation scored (EMA), not the raw weights' one
+    assert main(["predict", *_cli(cfg, "--oof", "--weights", "last.pt", "--tta", "none", "--no-progress")]) == 0
+    oof, ids = read_oof(d)
+    assert np.abs(np.load(d / "oof_tta-none.npy").astype(int) - oof).max() <= 1
+    raw = build_model(cfg.replace(model=_no_weights(cfg)))
+    raw.load_state_dict(last["state_dict"])
+    x = SegDataset(cfg, ids[:1], train=False)[0]["image"][None]
+    p, _ = predict_proba(raw.eval(), x, "multilabel")
+    assert np.abs(quantize(restore(p, (128, 256), cfg)[0]).astype(int) - oof[0]).max() > 5
+
+
 def test_tune_reads_the_selected_oof(trained: Config):
     main(["predict", *_cli(trained, "--oof", "--tta", "hflip", "--no-progress")])
     d = trained.fold_dir(0)
@@ -142,18 +167,24 @@ def _no_weights(cfg: Config, **kw):
     return dataclasses.replace(cfg.model, encoder_weights=None, **kw)
 
 
-def test_postprocess_records_the_oof_tta_and_predict_warns_on_a_mismatch(trained: Config, tmp_path, caplog):
+def test_postprocess_records_its_ensemble_and_predict_refuses_another(trained: Config, caplog):
     import json
 
-    from kseg.infer.pipeline import warn_tta_mismatch
+    from kseg.infer.pipeline import PostprocessMismatchError, check_postprocess_ensemble
     from kseg.tune.report import write_outputs
 
     main(["predict", *_cli(trained, "--oof", "--tta", "hflip", "--no-progress")])
     cfg = _with_tune(trained, oof_tta="hflip", thresholds=(0.5,), min_sizes=(0,))
     path = write_outputs(cfg, tune(cfg, progress=False), plots=False)["postprocess"]
-    assert json.loads(path.read_text())["oof_tta"] == "hflip"
-    assert not warn_tta_mismatch(path, "hflip")
-    assert warn_tta_mismatch(path, "d4") and "tuned on OOF predicted with tta=hflip" in caplog.text
+    record = json.loads(path.read_text())
+    assert (record["runs"], record["folds"], record["oof_tta"]) == (["demo"], [0], "hflip")
+    assert check_postprocess_ensemble(path, {"demo": [0]}, "hflip") == []
+    with pytest.raises(PostprocessMismatchError, match=r"tta hflip -> d4.*--allow-postprocess-mismatch"):
+        check_postprocess_ensemble(path, {"demo": [0]}, "d4")
+    assert check_postprocess_ensemble(path, {"demo": [0]}, "d4", allow=True) == ["tta hflip -> d4"]
+    assert "may not carry over" in caplog.text and "predicting with it anyway" in caplog.text
     plain = write_outputs(_with_tune(cfg, oof_tta=""), tune(_with_tune(cfg, oof_tta=""), progress=False), plots=False)
-    assert json.loads(plain["postprocess"].read_text())["oof_tta"] == "none"
-    assert warn_tta_mismatch(plain["postprocess"], "hflip") and not warn_tta_mismatch(plain["postprocess"], "none")
+    assert json.loads(plain["postprocess"].read_text())["oof_tta"] == "none"  # training's OOF has no TTA
+    assert check_postprocess_ensemble(plain["postprocess"], {"demo": [0]}, "none") == []
+    with pytest.raises(PostprocessMismatchError, match="tta none -> hflip"):
+        check_postprocess_ensemble(plain["postprocess"], {"demo": [0]}, "hflip")

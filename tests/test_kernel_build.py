@@ -280,6 +280,25 @@ def test_missing_checkpoint_fails_naming_it(demo_root, tmp_path, no_user):
     assert not (tmp_path / "kernels" / "demo" / "dataset").exists()  # nothing half-built left behind
 
 
+def test_build_refuses_postprocess_tuned_on_another_ensemble(demo_root, tmp_path, no_user):
+    from kseg.infer.pipeline import PostprocessMismatchError
+
+    cfg = _cfg(demo_root, tmp_path)
+    _fake_runs(cfg)
+    pp = {"runs": ["demo"], "folds": [0, 1, 2], "oof_tta": "none", "classes": []}
+    (Path(cfg.runs_dir) / "demo" / "postprocess.json").write_text(json.dumps(pp))
+    with pytest.raises(PostprocessMismatchError, match=r"tta none -> hflip.*--allow-postprocess-mismatch"):
+        build_kernel(cfg, tta="hflip", wheels=())
+    with pytest.raises(PostprocessMismatchError, match=r"folds of demo \[0, 1, 2\] -> \[0\]"):
+        build_kernel(cfg, folds=(0,), wheels=())  # predict.tta none, but one fold of three
+    assert not (tmp_path / "kernels" / "demo" / "dataset").exists()
+    assert "--allow-postprocess-mismatch" not in build_kernel(cfg, wheels=()).script.read_text()  # the tuned one
+    allowed = build_kernel(cfg, tta="hflip", wheels=(), allow_postprocess_mismatch=True)
+    ns: dict = {"__name__": "kseg_kernel_under_test"}
+    exec(compile(allowed.script.read_text(), str(allowed.script), "exec"), ns)
+    assert ns["SETTINGS"]["predict_args"] == ["--tta", "hflip", "--allow-postprocess-mismatch"]  # Kaggle allows it too
+
+
 def test_bad_slug_fails_before_writing(demo_root, tmp_path, no_user):
     cfg = _cfg(demo_root, tmp_path, "kernel.slug=Bad_Slug")
     _fake_runs(cfg)

@@ -65,3 +65,26 @@ def test_resume_is_bitwise_identical_and_runs_are_deterministic(demo_root, tmp_p
 def test_resume_without_last_checkpoint_is_a_clear_error(demo_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="--resume: .*last.pt not found"):
         train_fold(tiny_config(demo_root, tmp_path), 0, resume=True)
+
+
+def test_select_last_resumes_to_the_same_last_epoch_checkpoint_and_oof(demo_root, tmp_path):
+    import numpy as np
+
+    from kseg.models import validated_state_dict
+
+    runs = {name: tiny_config(demo_root, tmp_path, *FEATURES, "train.select=last", f"runs_dir={tmp_path / name}")
+            for name in ("full", "resumed")}  # fmt: skip
+    train_fold(runs["full"], 0)
+    with pytest.raises(Killed):
+        train_fold(runs["resumed"], 0, on_epoch_end=_kill_after_first_epoch)
+    after_kill = torch.load(runs["resumed"].fold_dir(0) / "best.pt", weights_only=True)
+    assert after_kill["epoch"] == 1  # select=last: epoch 1 is kept until epoch 2 replaces it
+    result = train_fold(runs["resumed"], 0, resume=True)
+    assert (result.selected_epoch, result.select) == (2, "last")
+    best = {n: torch.load(r.fold_dir(0) / "best.pt", weights_only=True) for n, r in runs.items()}
+    assert best["full"]["epoch"] == best["resumed"]["epoch"] == 2
+    assert _same(best["full"]["state_dict"], best["resumed"]["state_dict"])
+    ema, source = validated_state_dict(torch.load(runs["full"].fold_dir(0) / "last.pt", weights_only=True))
+    assert source == "ema" and _same(best["full"]["state_dict"], ema)  # best.pt = the last epoch's EMA weights
+    oofs = [np.load(r.fold_dir(0) / "oof.npy") for r in runs.values()]
+    assert np.array_equal(oofs[0], oofs[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -98,6 +99,57 @@ def test_early_stopping_and_nonfinite_loss(demo_root, tmp_path, monkeypatch):
     assert math.isnan(pd.read_csv(cfg2.fold_dir(0) / "metrics.csv").train_loss[0])
 
 
+_REDUCE_VAL = fit_module._reduce_val
+
+
+def _scripted_scores(monkeypatch, scores: list[float]) -> None:
+    """Validation reports ``scores`` epoch after epoch (the val loss stays real)."""
+    it = iter(scores)
+    monkeypatch.setattr(fit_module, "_reduce_val", lambda *a: (_REDUCE_VAL(*a)[0], next(it)))
+
+
+def test_select_last_keeps_the_last_epoch_not_the_best_one(demo_root, tmp_path, monkeypatch, capsys):
+    # epoch 1 scores best on the held fold, epoch 3 is the last: best keeps 1, last keeps 3
+    kept = {}
+    for select in ("best", "last"):
+        _scripted_scores(monkeypatch, [0.9, 0.5, 0.7])
+        cfg = tiny_config(demo_root, tmp_path, "train.epochs=3", f"train.select={select}", "train.device=cpu",
+                          f"runs_dir={tmp_path / select}")  # fmt: skip
+        res = train_fold(cfg, 0)
+        assert (res.best_epoch, res.best_score) == (1, 0.9)
+        assert (res.selected_epoch, res.selected_score) == ((1, 0.9) if select == "best" else (3, 0.7))
+        d = cfg.fold_dir(0)
+        best = torch.load(d / "best.pt", weights_only=True)
+        assert (best["epoch"], best["score"], best["select"]) == (res.selected_epoch, res.selected_score, select)
+        oof, ids = read_oof(d)
+        assert np.abs(repredict(d / "best.pt", cfg, ids).astype(int) - oof).max() <= 1  # OOF of best.pt's epoch
+        assert read_saved_config(cfg.run_dir / "config.yaml").train.select == select
+        kept[select] = (best["state_dict"], np.asarray(oof))
+    last = torch.load(tmp_path / "last" / "demo" / "fold0" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(kept["last"][0][k], v) for k, v in last.items())  # best.pt = the last epoch's weights
+    assert not all(torch.equal(kept["best"][0][k], v) for k, v in last.items())
+    assert np.abs(kept["best"][1].astype(int) - kept["last"][1]).max() > 5  # epoch 1's OOF is not epoch 3's
+
+
+def test_select_last_refuses_early_stopping_and_a_changed_rule_on_resume(demo_root, tmp_path):
+    from kseg.typed import ConfigError
+
+    with pytest.raises(ConfigError, match="train.select=last with train.patience=2.*train.patience=0"):
+        tiny_config(demo_root, tmp_path, "train.select=last", "train.patience=2")
+    class Killed(Exception):
+        pass
+
+    def kill(epoch: int, progress) -> None:
+        raise Killed
+
+    cfg = tiny_config(demo_root, tmp_path, "train.epochs=2", "train.device=cpu")
+    with pytest.raises(Killed):
+        train_fold(cfg, 0, on_epoch_end=kill)  # killed after epoch 1 of 2, trained with select=best
+    changed = cfg.replace(train=dataclasses.replace(cfg.train, select="last"))
+    with pytest.raises(ValueError, match="trained with train.select=best, this run has train.select=last"):
+        train_fold(changed, 0, resume=True)
+
+
 def test_wandb_offline_run_holds_the_metrics(demo_root, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -125,12 +177,16 @@ def _read_when(path, needle: bytes, timeout: float = 20.0) -> bytes:
 # --------------------------------------------------------------------------- helpers
 
 
-def test_truth_masks_nearest_resize_by_hand():
+def test_truth_masks_centre_aligned_resize_by_hand():
     # 2x4 masks, column-major 1-indexed RLE: "3 2" = column 1 (both rows); "5 1" = row 0, column 2
     full = truth_masks(["3 2", "5 1"], (2, 4), (2, 4))
     assert full.tolist() == [[[0, 1, 0, 0], [0, 1, 0, 0]], [[0, 0, 1, 0], [0, 0, 0, 0]]]
-    small = truth_masks(["3 2", "5 1"], (2, 4), (1, 2))  # nearest keeps source columns 0 and 2, row 0
-    assert small.dtype == np.uint8 and small.tolist() == [[[0, 0]], [[0, 1]]]
+    # 2x4 -> 1x2: class 0 covers half of the left 2x2 block (kept), class 1 a quarter of the right one (not)
+    small = truth_masks(["3 2", "5 1"], (2, 4), (1, 2))
+    assert small.dtype == np.uint8 and small.tolist() == [[[1, 0]], [[0, 0]]]
+    # columns 0 and 1 of two classes split the left block half and half: both keep it, unless exclusive
+    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2)).tolist() == [[[1, 0]], [[1, 0]]]
+    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2), exclusive=True).tolist() == [[[1, 0]], [[0, 0]]]
     big = truth_masks(["3 2", "5 1"], (2, 4), (4, 8))
     assert big[1].sum() == 4 and big[1][:2, 4:6].all()
 

@@ -113,6 +113,15 @@ class TrainConfig:
     log_images: int = 4
     deterministic: bool = True
     init_from: str = ""  # start from these weights, e.g. {runs_dir}/exp/fold{fold}/best.pt (multi-stage training)
+    # which epoch best.pt + oof.npy hold: best = highest val metric (chosen on the held fold itself, so the
+    # CV estimate is optimistic); last = the last epoch (no selection on the held fold; needs patience 0)
+    select: Literal["best", "last"] = "best"
+
+    def __post_init__(self) -> None:
+        if self.select == "last" and self.patience:
+            raise ConfigError(f"train.select=last with train.patience={self.patience}: early stopping picks the "
+                              "stopping epoch on the held fold, which select=last is meant to avoid; set "
+                              "train.patience=0 (or train.select=best)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
 binary/multilabel (sigmoid), K = C+1 for multiclass (softmax, background at channel 0).
 ``save_checkpoint`` / ``load_checkpoint`` store the state dict with the resolved config, so a checkpoint
 alone rebuilds its model (no network: it is built with ``encoder_weights=None`` then loaded).
+``validated_state_dict`` picks the weights a checkpoint was validated with: a ``last.pt`` of a
+``train.ema`` run keeps the raw weights in ``state_dict`` and the validated EMA weights under ``ema``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     obj = torch_load(path)
+    if isinstance(obj, dict) and "state_dict" in obj and "config" in obj:  # a kseg checkpoint
+        obj = validated_state_dict(obj, path)[0]
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -241,8 +245,32 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, **extra: An
     atomic_torch_save(payload, path)
 
 
+EMA_PREFIX = "module."  # AveragedModel.state_dict(): "module.<key>" per tensor + "n_averaged"
+
+
+def validated_state_dict(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, "ema" | "state_dict"): the weights a kseg checkpoint was validated with.
+
+    ``best.pt`` stores them as ``state_dict`` (with ``train.ema`` that already is the EMA model);
+    ``last.pt`` of an EMA run stores the raw weights there and the EMA ones under ``ema``
+    (``AveragedModel.state_dict()``), which are the ones validation scored: those are returned.
+    """
+    ema = ckpt.get("ema")
+    if ema is None:
+        return ckpt["state_dict"], "state_dict"
+    if not isinstance(ema, dict):
+        raise ValueError(f"{path}: 'ema' is a {type(ema).__name__}, expected AveragedModel.state_dict()")
+    state = {k[len(EMA_PREFIX) :]: v for k, v in ema.items() if k.startswith(EMA_PREFIX)}
+    if not state:
+        raise ValueError(f"{path}: 'ema' holds no '{EMA_PREFIX}*' tensors (keys like {sorted(ema)[:3]})")
+    return state, "ema"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegModel, Config]:
-    """(model in eval mode, Config) rebuilt from the checkpoint file alone; no weights download."""
+    """(model in eval mode, Config) rebuilt from the checkpoint file alone; no weights download.
+
+    The weights are the validated ones (``validated_state_dict``): EMA weights of a ``train.ema`` run.
+    """
     path = Path(path)
     try:
         ckpt = torch_load(path, map_location=map_location)
@@ -254,8 +282,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     cfg = config_from_dict(ckpt["config"])
     offline = cfg.replace(model=dataclasses.replace(cfg.model, encoder_weights=None))
     model = build_model(offline)
+    state, source = validated_state_dict(ckpt, path)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{path}: state dict does not fit {cfg.model.arch}/{cfg.model.encoder}: {e}") from e
+        raise ValueError(f"{path}: {source} does not fit {cfg.model.arch}/{cfg.model.encoder}: {e}") from e
+    if source == "ema":
+        log.info("%s: loaded the EMA weights (the validated ones), not the raw training weights", path)
     return model.to(map_location).eval(), cfg

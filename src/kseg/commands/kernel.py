@@ -1,6 +1,7 @@
 """``kseg kernel build|rehearse|push|status|submit``: offline Kaggle inference kernels.
 
-    kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels] [key=value ...]
+    kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels]
+                         [--allow-postprocess-mismatch] [key=value ...]
     kseg kernel rehearse -c CONFIG [--isolation auto|unshare|guard] [--timeout S] [--keep] [key=value ...]
     kseg kernel push     -c CONFIG [-m MSG] [--no-wait] [--no-output] [--poll S] [--timeout S] [key=value ...]
     kseg kernel status   -c CONFIG [--wait] [--poll S] [--timeout S] [key=value ...]
@@ -30,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--no-wheels", action="store_true",
                    help="ship only the kseg wheel (same as kernel.wheels=[]): the image must hold the rest")
     b.add_argument("--user", default=None, help="Kaggle username (default: KAGGLE_USERNAME or kaggle.json)")
+    b.add_argument("--allow-postprocess-mismatch", action="store_true",
+                   help="ship postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)")
 
     r = sub.add_parser("rehearse", help="run the built kernel locally, offline, as Kaggle would")
     add_config_arguments(r)
@@ -79,7 +82,8 @@ def _build(args: argparse.Namespace, overrides: list[str], runs: list[str] | Non
         raise ValueError(f"--tta: {args.tta!r} is not one of {', '.join(tta_names())}")
     cfg = load_config(args.config, overrides)
     result = build_kernel(cfg, runs=runs, folds=parse_folds(args.folds), tta=args.tta,
-                          wheels=() if args.no_wheels else None, user=args.user)  # fmt: skip
+                          wheels=() if args.no_wheels else None, user=args.user,
+                          allow_postprocess_mismatch=args.allow_postprocess_mismatch)  # fmt: skip
     print(size_table(result.files))
     print(f"dataset {result.names.dataset_id}: {result.dataset_dir}")
     print(f"kernel  {result.names.kernel_id}: {result.script}")

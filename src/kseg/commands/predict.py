@@ -1,7 +1,11 @@
 """``kseg predict``: fold/model ensemble with TTA on the test images -> validated submission csv.
 
     kseg predict -c CONFIG [--runs EXP ...] [--folds 0,1,2] [--tta none|hflip|vflip|hvflip|d4]
-                 [--out PATH] [--save-probs DIR] [--pseudo-labels OUT.csv --confidence 0.9] [key=value ...]
+                 [--out PATH] [--save-probs DIR] [--pseudo-labels OUT.csv --confidence 0.9]
+                 [--allow-postprocess-mismatch] [key=value ...]
+
+``runs/<exp>/postprocess.json`` is refused when it was tuned on another ensemble (runs, folds or TTA)
+than the one predicting, unless ``--allow-postprocess-mismatch``.
     kseg predict -c CONFIG --oof [--folds 0,1] [--tta hflip] [key=value ...]
 
 ``--oof`` re-predicts every fold's validation images with that fold's checkpoint and the TTA, writing
@@ -34,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pixel confidence for pseudo-labels (default: predict.pseudo_confidence)")
     p.add_argument("--oof", action="store_true",
                    help="re-predict each fold's validation images (OOF with TTA, for kseg tune tune.oof_tta=TTA)")
+    p.add_argument("--allow-postprocess-mismatch", action="store_true",
+                   help="apply postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
 
 
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         confidence=args.confidence,
         weights=args.weights,
         progress=not args.no_progress,
+        allow_postprocess_mismatch=args.allow_postprocess_mismatch,
     )
     report = validate_submission(result.path, cfg)
     log.info("validation:\n%s", report.summary())
@@ -89,7 +96,8 @@ def _run_oof(args: argparse.Namespace, cfg, runs: list[str]) -> int:
     from kseg.infer.oof import predict_oof
 
     unused = [flag for flag, v in (("--runs", runs), ("--out", args.out), ("--save-probs", args.save_probs),
-                                   ("--pseudo-labels", args.pseudo_labels)) if v]  # fmt: skip
+                                   ("--pseudo-labels", args.pseudo_labels),
+                                   ("--allow-postprocess-mismatch", args.allow_postprocess_mismatch)) if v]  # fmt: skip
     if unused:
         raise ValueError(f"--oof predicts the config's own experiment only; drop {', '.join(unused)}")
     tta = args.tta or cfg.predict.tta

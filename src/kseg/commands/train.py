@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     results = train_folds(cfg, folds, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         for r in results:
-            print(f"fold {r.fold}: best {cfg.competition.metric} {r.best_score:.4f} at epoch {r.best_epoch}/{r.epochs} "
-                  f"({r.seconds:.0f}s) -> {r.fold_dir}")  # fmt: skip
+            kept = "" if r.select == "best" else (f"; best.pt + oof.npy: last epoch, {cfg.competition.metric} "
+                                                  f"{r.selected_score:.4f} (train.select=last)")  # fmt: skip
+            print(f"fold {r.fold}: best {cfg.competition.metric} {r.best_score:.4f} at epoch {r.best_epoch}/{r.epochs}"
+                  f"{kept} ({r.seconds:.0f}s) -> {r.fold_dir}")  # fmt: skip
     return 0

@@ -27,7 +27,7 @@ def _fmt(x: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kseg.tune.report import write_outputs
+    from kseg.tune.report import selection_note, write_outputs
     from kseg.tune.run import tune
 
     runs = list(args.runs or [])
@@ -49,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
         f"{'mean':<60}{_fmt(result.score_default):>9}{_fmt(result.score_tuned):>8}{_fmt(result.score_cv):>8}"
     )
     print(f"CV score {_fmt(result.score_cv)} (default {_fmt(result.score_default)}, optimistic {_fmt(result.score_tuned)})")
+    print(f"note: {selection_note(result.selection)}")
     print(f"wrote {paths['postprocess']}")
     return 0

@@ -7,6 +7,7 @@ sample order (none when images come in sample order) and a few numbers per image
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +29,14 @@ from kseg.submission.write import SubmissionWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PredictResult", "default_submission_path", "load_params", "predict_submission", "warn_tta_mismatch"]
+__all__ = ["ALLOW_MISMATCH_FLAG", "PostprocessMismatchError", "PredictResult", "check_postprocess_ensemble",
+           "default_submission_path", "load_params", "postprocess_mismatch", "predict_submission"]
+
+ALLOW_MISMATCH_FLAG = "--allow-postprocess-mismatch"
+
+
+class PostprocessMismatchError(ValueError):
+    """``postprocess.json`` was tuned on another ensemble (runs, folds or TTA) than the one predicting."""
 
 
 @dataclass
@@ -66,19 +74,55 @@ def load_params(cfg: Config) -> list[Any]:
     return default_params(cfg.competition.num_classes)
 
 
-def warn_tta_mismatch(path: Path, tta: str) -> bool:
-    """Warn (and return True) when ``postprocess.json`` was tuned on OOF predicted with another TTA than ``tta``."""
-    import json
+def postprocess_mismatch(record: dict[str, Any], runs: dict[str, list[int]], tta: str) -> list[str]:
+    """How the ensemble ``runs`` ({experiment: folds}) with ``tta`` differs from the one a ``postprocess.json``
+    ``record`` was tuned on (its ``runs``, ``folds`` and ``oof_tta``); [] when they agree.
 
+    Experiments and folds compare as sets (each experiment weighs the same whatever the order). A key
+    the record lacks (files written before it was recorded) is not compared.
+    """
+    diffs = []
+    tuned_runs, tuned_folds, tuned_tta = record.get("runs"), record.get("folds"), record.get("oof_tta")
+    if tuned_runs is not None and sorted(tuned_runs) != sorted(runs):
+        diffs.append(f"runs {sorted(tuned_runs)} -> {sorted(runs)}")
+    if tuned_folds is not None:
+        for exp in sorted(runs):
+            if (tuned_runs is None or exp in tuned_runs) and sorted(runs[exp]) != sorted(tuned_folds):
+                diffs.append(f"folds of {exp} {sorted(tuned_folds)} -> {sorted(runs[exp])}")
+    if tuned_tta is not None and tuned_tta != tta:
+        diffs.append(f"tta {tuned_tta} -> {tta}")
+    return diffs
+
+
+def check_postprocess_ensemble(path: Path, runs: dict[str, list[int]], tta: str, allow: bool = False) -> list[str]:
+    """Refuse (``PostprocessMismatchError``) to apply ``path`` to an ensemble other than the one it was tuned on.
+
+    ``runs``: {experiment: folds} of the predicting checkpoints. With ``allow`` the differences are only
+    logged as a warning. Returns the differences ([] when ``path`` is absent or matches).
+    """
     if not path.is_file():
-        return False
-    tuned = json.loads(path.read_text()).get("oof_tta")
-    if tuned is None or tuned == tta:
-        return False
-    log.warning("%s was tuned on OOF predicted with tta=%s, but this prediction uses tta=%s: thresholds and gates "
-                "may not carry over (run `kseg predict --oof --tta %s` and `kseg tune ... tune.oof_tta=%s`)",
-                path, tuned, tta, tta, tta)  # fmt: skip
-    return True
+        return []
+    record = json.loads(path.read_text())
+    diffs = postprocess_mismatch(record, runs, tta)
+    if not diffs:
+        return diffs
+    tuned = f"--runs {' '.join(record.get('runs') or [])} --folds {','.join(map(str, record.get('folds') or []))}"
+    msg = (f"{path} was tuned on another ensemble than this prediction ({'; '.join(diffs)}): its thresholds, "
+           f"min sizes and gates may not carry over. Predict with the ensemble it was tuned on ({tuned} --tta "
+           f"{record.get('oof_tta', 'none')}), or tune on this one: OOF predicted with `kseg predict --oof --tta {tta}` "
+           f"for each run, then `kseg tune --runs {' '.join(sorted(runs))} tune.oof_tta={tta}`")  # fmt: skip
+    if not allow:
+        raise PostprocessMismatchError(f"{msg}; or pass {ALLOW_MISMATCH_FLAG} to predict with it anyway")
+    log.warning("%s (%s given: predicting with it anyway)", msg, ALLOW_MISMATCH_FLAG)
+    return diffs
+
+
+def ensemble_runs(ensemble: Ensemble) -> dict[str, list[int]]:
+    """{experiment: sorted folds} of an ensemble's members."""
+    runs: dict[str, list[int]] = {}
+    for m in ensemble.members:
+        runs.setdefault(m.exp, []).append(m.fold)
+    return {exp: sorted(folds) for exp, folds in runs.items()}
 
 
 def predict_submission(
@@ -93,11 +137,13 @@ def predict_submission(
     weights: str = "best.pt",
     ensemble: Ensemble | None = None,
     progress: bool = True,
+    allow_postprocess_mismatch: bool = False,
 ) -> PredictResult:
     """Predict the competition's test images and write the submission csv; returns a summary.
 
     ``runs`` default to the config's experiment, ``folds`` to ``predict.folds`` (empty = every fold
-    found), ``tta`` to ``predict.tta``. Post-processing comes from ``runs/<cfg.name>/postprocess.json``.
+    found), ``tta`` to ``predict.tta``. Post-processing comes from ``runs/<cfg.name>/postprocess.json``,
+    refused when it was tuned on another ensemble unless ``allow_postprocess_mismatch``.
     """
     from kseg.postprocess import apply_postprocess
 
@@ -108,8 +154,9 @@ def predict_submission(
             cfg, runs or (cfg.name,), folds or cfg.predict.folds, tta=tta, device=cfg.train.device,
             amp=cfg.predict.amp, weights=weights,
         )  # fmt: skip
+    check_postprocess_ensemble(cfg.run_dir / "postprocess.json", ensemble_runs(ensemble), tta,
+                               allow=allow_postprocess_mismatch)  # fmt: skip
     params = load_params(cfg)
-    warn_tta_mismatch(cfg.run_dir / "postprocess.json", tta)
     has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
     gated = [spec.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
     if gated and not has_aux:

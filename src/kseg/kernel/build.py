@@ -26,6 +26,7 @@ import yaml
 from kseg import __version__
 from kseg.config import Config, atomic_write_text, save_config
 from kseg.infer.checkpoints import find_checkpoints
+from kseg.infer.pipeline import ALLOW_MISMATCH_FLAG, check_postprocess_ensemble
 from kseg.kernel.metadata import competition_slug, write_json, write_metadata
 from kseg.kernel.script import render_script
 from kseg.kernel.slugs import KernelNames, kaggle_username, kernel_names
@@ -148,11 +149,14 @@ def build_kernel(
     wheels: tuple[str, ...] | None = None,
     user: str | None = None,
     cache_dir: Path | None = None,
+    allow_postprocess_mismatch: bool = False,
 ) -> BuildResult:
     """Write ``kernels/<exp>/{dataset,kernel}/`` for ``cfg`` (+ the ``runs`` it ensembles); see module doc.
 
     ``folds`` () ships every fold found (or ``predict.folds``); ``wheels`` None uses ``kernel.wheels``;
     ``user`` None reads ``KAGGLE_USERNAME`` / ``kaggle.json`` and falls back to a placeholder push replaces.
+    A ``postprocess.json`` tuned on another ensemble (runs, folds, TTA) than the shipped one is refused,
+    as ``kseg predict`` would refuse it on Kaggle, unless ``allow_postprocess_mismatch`` (passed on to it).
     """
     start = time.time()
     warnings: list[str] = []
@@ -171,6 +175,8 @@ def build_kernel(
         dataset.mkdir(parents=True)
         kernel.mkdir()
         shipped = _ship_runs(cfg, runs, folds, dataset, warnings)
+        mismatch = check_postprocess_ensemble(cfg.run_dir / "postprocess.json", shipped, tta or cfg.predict.tta,
+                                              allow=allow_postprocess_mismatch)  # fmt: skip
         save_config(cfg, dataset / "config.yaml")
         atomic_write_text(dataset / "competition.yaml", yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
         wheel_dir = dataset / "wheels"
@@ -178,6 +184,7 @@ def build_kernel(
         fetch_wheels(tuple(cfg.kernel.wheels if wheels is None else wheels), wheel_dir, cache_dir)
 
         predict_args = (["--tta", tta] if tta else []) + (["--folds", ",".join(map(str, folds))] if folds else [])
+        predict_args += [ALLOW_MISMATCH_FLAG] if mismatch else []  # allowed: the kernel must allow it too
         files = sorted(
             (p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob("*") if p.is_file()
         )

@@ -1,8 +1,10 @@
 """Train one fold end to end: ``train_fold(cfg, fold, resume)`` writes the artefacts of ``runs/<exp>/fold<K>/``.
 
 Per epoch: train, validate (loss at model size; competition metric and OOF at submission size), then in
-this order ``best.pt`` + ``oof.npy`` (when the metric improved), ``metrics.csv``, ``last.pt``. Only rank 0
-writes; metrics are reduced over ranks so every rank takes the same early-stopping decisions.
+this order ``best.pt`` + ``oof.npy`` (when the metric improved; every epoch with ``train.select=last``),
+``metrics.csv``, ``last.pt``. Only rank 0 writes; metrics are reduced over ranks so every rank takes the
+same early-stopping decisions. ``best.pt`` is the checkpoint predict, ``--oof`` and kernels load: the
+selected epoch's weights, EMA ones with ``train.ema`` (the weights that were validated).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from kseg.data.dataset import fold_split, read_labels
 from kseg.data.geometry import submission_size
 from kseg.losses import build_loss
 from kseg.metrics import score_from_stats
-from kseg.models import build_model, save_checkpoint, set_encoder_trainable
+from kseg.models import build_model, save_checkpoint, set_encoder_trainable, validated_state_dict
 from kseg.optim import build_optimizer, build_scheduler
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
@@ -44,12 +46,17 @@ EpochCallback = Callable[[int, Progress], None]
 
 @dataclass(frozen=True)
 class FoldResult:
+    """``best_*``: the epoch with the highest val metric; ``selected_*``: the one in best.pt / oof.npy."""
+
     fold: int
     best_score: float
     best_epoch: int
     epochs: int
     seconds: float
     fold_dir: Path
+    select: str = "best"
+    selected_score: float = math.nan
+    selected_epoch: int = -1
 
 
 def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
@@ -155,12 +162,16 @@ def train_fold(
                 raise ValueError(f"{fold_dir / LAST}: train.ema is on but the checkpoint has no EMA weights")
             ema.load_state_dict(ckpt["ema"])
         progress = Progress.from_dict(ckpt["progress"])
+        _check_resume_select(ckpt["config"], cfg, fold_dir / LAST)
         data.generator.set_state(ckpt["generator"])
         set_rng_state(ckpt["rng"])
         _warn_config_changes(ckpt["config"], cfg)
         log.info("fold %d: resumed after epoch %d (best %.4f at epoch %d)", fold, progress.epoch,
                  progress.best_score, progress.best_epoch)  # fmt: skip
 
+    if t.select == "last" and cfg.sched.name == "plateau" and info.is_main:
+        log.warning("train.select=last with sched.name=plateau: the learning rate still reacts to the held fold's "
+                    "metric, so the CV estimate is not entirely free of it (use cosine, onecycle or step)")  # fmt: skip
     tracker: Tracker = Tracker()
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +210,8 @@ def train_fold(
                                desc=f"fold{fold} ep{epoch + 1} val", n_images=t.log_images if info.is_main else 0)  # fmt: skip
                 val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
                 improved = math.isfinite(score) and score > progress.best_score
-                _store_oof(writer, improved, fold_dir, data, info, res)
+                keep = improved or t.select == "last"  # this epoch goes to best.pt + oof.npy
+                _store_oof(writer, keep, fold_dir, data, info, res)
             except BaseException:
                 if writer is not None:
                     writer.discard()
@@ -216,9 +228,9 @@ def train_fold(
             if t.patience and progress.bad_epochs >= t.patience:
                 progress.stopped_early = True
             if info.is_main:
-                if improved:
+                if keep:
                     save_checkpoint(fold_dir / BEST, eval_model, cfg, epoch=epoch + 1, score=score,
-                                    metric=cfg.competition.metric)  # fmt: skip
+                                    metric=cfg.competition.metric, select=t.select)  # fmt: skip
                 write_metrics_csv(fold_dir / METRICS_CSV, progress.history)
                 _save_last(fold_dir / LAST, model, cfg, optimizer, schedule, scaler, ema, progress, data)
                 tracker.log({"epoch": epoch + 1, "lr": lr, "train/loss": row["train_loss"], "val/loss": val_loss,
@@ -227,23 +239,42 @@ def train_fold(
             if info.is_main:
                 log.info("fold %d epoch %d/%d: lr %.2e train_loss %.4f val_loss %.4f val_%s %.4f%s (%.0fs)", fold,
                          epoch + 1, t.epochs, lr, row["train_loss"], val_loss, cfg.competition.metric, score,
-                         " *" if improved else "", row["seconds"])  # fmt: skip
+                         " *" if keep else "", row["seconds"])  # fmt: skip
             D.barrier(info)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, progress)
         if progress.stopped_early:
             log.info("fold %d: early stop after epoch %d (no improvement for %d epochs)", fold, progress.epoch,
                      progress.bad_epochs)  # fmt: skip
-        tracker.summary({"best_val_metric": progress.best_score, "best_epoch": progress.best_epoch})
+        tracker.summary({"best_val_metric": progress.best_score, "best_epoch": progress.best_epoch,
+                         "selected_epoch": _selected(progress, t.select)[1]})  # fmt: skip
     finally:
         tracker.finish()
-    return FoldResult(fold, progress.best_score, progress.best_epoch, progress.epoch, time.time() - start, fold_dir)
+    return FoldResult(fold, progress.best_score, progress.best_epoch, progress.epoch, time.time() - start, fold_dir,
+                      t.select, *_selected(progress, t.select))  # fmt: skip
+
+
+def _selected(progress: Progress, select: str) -> tuple[float, int]:
+    """(val metric, epoch) of the epoch held by best.pt / oof.npy under ``train.select``."""
+    if select == "last" and progress.history:
+        return float(progress.history[-1]["val_metric"]), progress.epoch
+    return progress.best_score, progress.best_epoch
+
+
+def _check_resume_select(saved: dict, cfg: Config, path: Path) -> None:
+    """Refuse ``--resume`` with another ``train.select`` than the one best.pt / oof.npy were kept under."""
+    before = saved.get("train", {}).get("select", "best")
+    if before != cfg.train.select:
+        raise ValueError(f"--resume: {path} was trained with train.select={before}, this run has "
+                         f"train.select={cfg.train.select}: best.pt and oof.npy of the finished epochs were kept "
+                         f"under the other rule. Resume with train.select={before}, or train the fold again "
+                         "without --resume")  # fmt: skip
 
 
 def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo,
                res: ValOutput) -> None:  # fmt: skip
-    """Keep this epoch's OOF as ``oof.npy`` (+ ``oof_aux.npy`` with an aux head) when it improved (merging
-    rank parts under DDP), else drop it."""
+    """Keep this epoch's OOF as ``oof.npy`` (+ ``oof_aux.npy`` with an aux head) when it is kept (``improved``:
+    a better metric, or any epoch with ``train.select=last``; merging rank parts under DDP), else drop it."""
     aux = res.aux_array()
     if not info.distributed:
         if writer is not None and improved:
@@ -288,7 +319,7 @@ def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"train.init_from: {path} is not a kseg checkpoint (no 'state_dict')")
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(validated_state_dict(ckpt, path)[0])  # last.pt of an EMA run: its EMA weights
     except RuntimeError as e:
         saved = ckpt.get("config", {}).get("model", {})
         raise ValueError(f"train.init_from: {path} ({saved.get('arch')}/{saved.get('encoder')}, aux_head="

@@ -29,6 +29,21 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else round(float(x), 6)
 
 
+def selection_note(selection: dict[str, str]) -> str:
+    """What the CV score is worth given how each run's OOF epoch was chosen (``TuneResult.selection``)."""
+    picked = sorted(r for r, s in selection.items() if s not in ("last", "last+plateau"))
+    plateau = sorted(r for r, s in selection.items() if s == "last+plateau")
+    if picked:
+        which = "" if len(picked) == len(selection) else f" of {', '.join(picked)}"
+        return (f"the CV score is optimistic: each fold's checkpoint and OOF{which} are the epoch with the best "
+                "score on that same held fold (train.select=best); for an estimate with no selection on the held "
+                "fold, train with train.select=last (train.patience=0)")  # fmt: skip
+    if plateau:
+        return (f"OOF of the last epoch (train.select=last), but the plateau schedule of {', '.join(plateau)} "
+                "followed the held fold's metric: the CV score is slightly optimistic")  # fmt: skip
+    return "OOF of each fold's last epoch (train.select=last): no epoch was selected on the held fold"
+
+
 def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> dict:
     """The content of ``postprocess.json`` (``oof_tta``: the TTA of the OOF it was tuned on, "" = training's)."""
     classes = []
@@ -52,6 +67,8 @@ def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> 
         "exclusive": result.exclusive,
         "fold_images": result.table.counts.tolist(),
         "scores": {"default": _num(result.score_default), "tuned": _num(result.score_tuned), "cv": _num(result.score_cv)},
+        "epoch_selection": result.selection,
+        "cv_note": selection_note(result.selection),
         "classes": classes,
         "grid": result.grid.to_dict(),
         "rule": RULE,

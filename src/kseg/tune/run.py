@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import yaml
 from tqdm.auto import tqdm
 
 from kseg.config import Config
@@ -33,6 +35,7 @@ class TuneResult:
     folds: list[int]
     table: ScoreTable
     exclusive: bool = False  # tuned with the exclusive-class rule (kseg.postprocess.exclusive_candidates)
+    selection: dict[str, str] = field(default_factory=dict)  # run -> train.select of its OOF epochs
 
     @property
     def n_images(self) -> int:
@@ -56,6 +59,26 @@ class TuneResult:
     def score_cv(self) -> float:
         """Parameters chosen on K-1 folds, scored on the held fold, weighted by fold size."""
         return self._mean("score_cv")
+
+
+def epoch_selection(cfg: Config, runs: list[str]) -> dict[str, str]:
+    """{run: how its folds' checkpoint + OOF epoch was chosen}, from ``runs/<run>/config.yaml``.
+
+    ``best`` (highest val metric on the held fold itself), ``last`` (``train.select=last``; ``last+plateau``
+    when a plateau schedule still followed the held fold's metric) or ``unknown`` (no readable config).
+    """
+    out = {}
+    for run in runs:
+        path = Path(cfg.runs_dir) / run / "config.yaml"
+        try:
+            saved = yaml.safe_load(path.read_text()) or {}
+            train, sched = saved.get("train") or {}, saved.get("sched") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            out[run] = "unknown"
+            continue
+        select = str(train.get("select", "best"))
+        out[run] = "last+plateau" if select == "last" and sched.get("name") == "plateau" else select
+    return out
 
 
 def _check_size(cfg: Config, oof: OOFSet) -> None:
@@ -122,4 +145,5 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         folds=list(oof.folds),
         table=table,
         exclusive=exclusive,
+        selection=epoch_selection(cfg, runs),
     )
