@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from kseg.config import load_config
+from kseg.data.rle import RleDialect
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ def stage_commands(
     ]
 
 
-def write_competition(args: argparse.Namespace, name: str, root: Path, cfg_size: tuple[int, int] | None) -> None:
-    """Write the demo or miniature competition ``name`` to ``root``."""
+def write_competition(
+    args: argparse.Namespace, name: str, root: Path, cfg_size: tuple[int, int] | None, dialect: RleDialect
+) -> None:
+    """Write the demo or miniature competition ``name`` to ``root``, its csvs in the config's RLE ``dialect``."""
     from kseg.data.miniatures import MINIATURES
     from kseg.data.synthetic import make_demo
 
@@ -89,9 +92,9 @@ def write_competition(args: argparse.Namespace, name: str, root: Path, cfg_size:
     if args.n_test is not None:
         kwargs["n_test"] = args.n_test
     if name == "demo":
-        make_demo(root, seed=args.seed, size=cfg_size or (128, 256), **kwargs)
+        make_demo(root, seed=args.seed, size=cfg_size or (128, 256), encode=dialect.encode, **kwargs)
     else:
-        mini.write(root, seed=args.seed, **kwargs)
+        mini.write(root, seed=args.seed, encode=dialect.encode, **kwargs)
 
 
 def fit_folds(config: Path, root: Path, overrides: list[str], user: list[str], name: str) -> list[str]:
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(args.out)
     else:
         root = cfg.data_root if name == "demo" else Path("input") / f"{name}-mini"
-    write_competition(args, name, root, cfg.competition.image_size)
+    write_competition(args, name, root, cfg.competition.image_size, cfg.competition.rle)
     print(f"{name} competition written to {root}")
     overrides = fit_folds(config, root, overrides, args.overrides, name)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
