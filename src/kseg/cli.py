@@ -7,6 +7,7 @@ a stage whose module does not exist yet exits 2 with a plain "not built yet" mes
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import logging
 import sys
@@ -64,6 +65,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # kseg runs offline: no update check on import
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # `kseg validate SUB -c CFG key=value`: overrides after options land here
