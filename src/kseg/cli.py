@@ -7,9 +7,9 @@ a stage whose module does not exist yet exits 2 with a plain "not built yet" mes
 from __future__ import annotations
 
 import argparse
-import os
 import importlib
 import logging
+import os
 import sys
 
 STAGES: dict[str, str] = {
