@@ -159,10 +159,10 @@ def parse_kernel_output(res: CLIResult) -> list[str]:
 
 def parse_submit(res: CLIResult) -> str:
     """The server's message for ``kaggle competitions submit``; raises unless it reports success."""
-    _check_exit(res)
     text = res.stdout.strip()
-    if "Could not submit" in text or "Could not find competition" in text:
-        raise res.fail("submission rejected")
+    if "Could not submit" in res.text or "Could not find competition" in res.text:
+        raise res.fail("submission rejected")  # kaggle >= 2.2 also exits 1 here; older ones exit 0
+    _check_exit(res)
     if not re.search(r"successfully submitted", text, re.I):
         raise res.fail("no 'Successfully submitted' message")
     return next(line for line in text.splitlines() if re.search("successfully submitted", line, re.I))
