@@ -19,7 +19,7 @@ from _common import REPO, write_results
 
 from kseg.config import load_config
 from kseg.data.dataset import SegDataset, make_loader, read_labels
-from kseg.data.synthetic import make_demo
+from kseg.demo.synthetic import make_demo
 from kseg.losses import build_loss
 from kseg.models import build_model
 

@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
 
-    from kseg.data.synthetic import make_demo
+    from kseg.demo.synthetic import make_demo
 
     config = REPO / "configs" / "demo.yaml"
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ import pandas as pd
 from kseg.config import read_saved_config
 from kseg.data.dataset import read_labels
 from kseg.metrics import score
-from kseg.train.oof import read_oof
+from kseg.train.oof_store import read_oof
 from kseg.train.truth import TruthTable
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from kseg.config import Config, load_config
 from kseg.metrics import per_item_scores
 from kseg.postprocess import apply_postprocess_batch
-from kseg.tune.oof import Truth, load_oof
+from kseg.tune.oof_set import Truth, load_oof
 from kseg.tune.run import TuneResult, tune
 
 GATES = "tune.aux_gates=[0,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"

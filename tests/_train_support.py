@@ -12,7 +12,7 @@ from kseg.data.dataset import SegDataset, read_labels
 from kseg.data.folds import write_folds
 from kseg.metrics import score
 from kseg.models import load_checkpoint, predict_proba
-from kseg.train.oof import to_uint8
+from kseg.train.oof_store import to_uint8
 from kseg.train.truth import TruthTable, restore_batch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic demo competition (24 train, 6 test images at 128x256), written once."""
-    from kseg.data.synthetic import make_demo
+    from kseg.demo.synthetic import make_demo
 
     return make_demo(tmp_path_factory.mktemp("demo"), seed=1, n_train=24, n_test=6)
 

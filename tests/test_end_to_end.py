@@ -21,7 +21,7 @@ import pytest
 from kseg.cli import main
 from kseg.competition import read_csv, split_rows
 from kseg.config import load_config, read_saved_config
-from kseg.data.miniatures import MINIATURES
+from kseg.demo.registry import MINIATURES
 from kseg.data.rle import decode, validate_rle
 
 from conftest import REPO

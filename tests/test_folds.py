@@ -70,7 +70,7 @@ def test_group_folds_by_hand() -> None:
 
 
 def test_fold_units_counts_groups_or_images(demo_cfg, tmp_path: Path) -> None:
-    from kseg.data.miniatures import write_miniature
+    from kseg.demo.registry import write_miniature
 
     assert fold_units(demo_cfg) == (24, "images")
     root = write_miniature("streets", tmp_path / "s", seed=0, n_train=7, n_test=1, frames=3)  # 3 + 3 + 1 frames

@@ -13,7 +13,7 @@ from torch import nn
 
 from kseg.competition import read_csv
 from kseg.config import load_config
-from kseg.data.miniatures import write_miniature
+from kseg.demo.registry import write_miniature
 from kseg.data.rle import KAGGLE, RleDialect
 from kseg.infer import Ensemble, Member, read_probs
 from kseg.infer.pipeline import predict_submission

@@ -20,7 +20,7 @@ from kseg.models import build_model, load_checkpoint
 from kseg.train import train_fold
 from kseg.train.data import EpochSeeded
 from kseg.train.loop import _group_sizes
-from kseg.train.oof import OofWriter, merge_parts, read_oof, write_ids
+from kseg.train.oof_store import OofWriter, merge_parts, read_oof, write_ids
 from kseg.train.seed import rng_state, set_rng_state
 from kseg.train.state import METRIC_COLUMNS
 from kseg.train.truth import restore_batch, truth_masks

@@ -12,7 +12,7 @@ import pytest
 
 from kseg.data.dataset import SegDataset
 from kseg.models import load_checkpoint, predict_proba
-from kseg.train.oof import read_oof
+from kseg.train.oof_store import read_oof
 
 from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_ids
 

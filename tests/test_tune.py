@@ -17,7 +17,7 @@ from kseg.config import config_from_dict, config_to_dict, load_config
 from kseg.data.rle import KAGGLE, decode, encode
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, default_params, load_postprocess, quantize
-from kseg.tune.oof import OOFSet, Truth, find_folds, load_oof
+from kseg.tune.oof_set import OOFSet, Truth, find_folds, load_oof
 from kseg.tune.report import grid_frame, postprocess_dict, write_outputs
 from kseg.tune.run import tune
 from kseg.tune.search import ScoreTable

@@ -19,7 +19,7 @@ import kseg.config
 from kseg.atomic import CorruptFileError, torch_load
 from kseg.cli import main
 from kseg.models import build_model, load_checkpoint, read_state_dict, save_checkpoint
-from kseg.train.oof import OofWriter
+from kseg.train.oof_store import OofWriter
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.state import load_last, write_metrics_csv
 
@@ -69,7 +69,7 @@ def test_crash_before_rename_keeps_previous_oof_and_metrics(tmp_path, monkeypatc
     text = metrics.read_text()
     w = OofWriter(oof, (2, 1, 2, 2))
     w.write(0, np.zeros((2, 1, 2, 2), np.uint8))
-    monkeypatch.setattr("kseg.train.oof.commit", lambda tmp, path: crash_on_replace(tmp, path))
+    monkeypatch.setattr("kseg.train.oof_store.commit", lambda tmp, path: crash_on_replace(tmp, path))
     with pytest.raises(Crash):
         w.commit()
     w.discard()

@@ -3,7 +3,7 @@ run the whole pipeline on it: folds -> train -> tune -> predict -> validate; pri
 
 ``--competition demo`` (default) writes the synthetic Severstal-like competition to ``data.root``; any other
 name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes) writes that competition's
-miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.data.miniatures.MINIATURES``).
+miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.demo.registry.MINIATURES``).
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def write_competition(
     args: argparse.Namespace, name: str, root: Path, cfg_size: tuple[int, int] | None, dialect: RleDialect
 ) -> None:
     """Write the demo or miniature competition ``name`` to ``root``, its csvs in the config's RLE ``dialect``."""
-    from kseg.data.miniatures import MINIATURES
-    from kseg.data.synthetic import make_demo
+    from kseg.demo.registry import MINIATURES
+    from kseg.demo.synthetic import make_demo
 
     mini = MINIATURES.get(name)
     kwargs = dict(mini.small) if args.small else {}
@@ -118,7 +118,7 @@ def fit_folds(config: Path, root: Path, overrides: list[str], user: list[str], n
 
 def run(args: argparse.Namespace) -> int:
     from kseg.cli import _stage_module, main
-    from kseg.data.miniatures import MINIATURES
+    from kseg.demo.registry import MINIATURES
 
     name = args.competition
     if name not in MINIATURES:

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_oof(args: argparse.Namespace, cfg, runs: list[str]) -> int:
     from kseg.infer.checkpoints import parse_folds
-    from kseg.infer.oof import predict_oof
+    from kseg.infer.repredict_oof import predict_oof
 
     unused = [flag for flag, v in (("--runs", runs), ("--out", args.out), ("--save-probs", args.save_probs),
                                    ("--pseudo-labels", args.pseudo_labels),

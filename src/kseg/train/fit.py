@@ -32,7 +32,7 @@ from kseg.optim import build_optimizer, build_scheduler
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
 from kseg.train.loop import Runtime, ValOutput, train_one_epoch, validate
-from kseg.train.oof import OOF_AUX_FILE, OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_aux, write_ids
+from kseg.train.oof_store import OOF_AUX_FILE, OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.seed import configure_determinism, rng_state, seed_everything, set_rng_state
 from kseg.train.state import BEST, LAST, METRICS_CSV, Progress, load_last, write_metrics_csv

@@ -19,7 +19,7 @@ from kseg.metrics import mask_stats
 from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
 from kseg.train.dist import DistInfo, all_true
-from kseg.train.oof import OofWriter, to_uint8
+from kseg.train.oof_store import OofWriter, to_uint8
 from kseg.train.tracking import display_image, label_map
 from kseg.train.truth import TruthTable, restore_batch
 

@@ -15,7 +15,7 @@ from kseg.config import Config
 from kseg.metrics import get_metric
 from kseg.postprocess import ClassParams, exclusive_candidates
 from kseg.tune.grid import Grid
-from kseg.tune.oof import OOFSet, Truth, check_against_folds, load_oof
+from kseg.tune.oof_set import OOFSet, Truth, check_against_folds, load_oof
 from kseg.tune.search import Choice, ScoreTable
 from kseg.tune.stats import class_grid_stats
 

@@ -15,7 +15,7 @@ import pytest
 
 from kseg.competition import list_test_ids, read_csv, read_train_labels
 from kseg.config import load_config
-from kseg.data.miniatures import CLOUD_LABELS, MINIATURES, STREET_CLASSES, carvana_angles, write_miniature
+from kseg.demo.registry import CLOUD_LABELS, MINIATURES, STREET_CLASSES, carvana_angles, write_miniature
 from kseg.data.rle import decode, rle_area, validate_rle
 
 from conftest import REPO, shared_dataset

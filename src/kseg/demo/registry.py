@@ -112,7 +112,7 @@ def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
     ``train.csv`` = ``ImageId,ClassId,EncodedPixels`` with only non-empty rows; ``sample_submission.csv`` =
     ``ImageId,EncodedPixels,ClassId`` (that column order), one row per test image x class.
     """
-    from kseg.data.synthetic import make_sample
+    from kseg.demo.synthetic import make_sample
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -564,7 +564,7 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
 
 
 def _write_demo(root: str | Path, seed: int = 0, n_train: int = 48, n_test: int = 16, *, encode: Encoder) -> Path:
-    from kseg.data.synthetic import make_demo
+    from kseg.demo.synthetic import make_demo
 
     return make_demo(root, seed=seed, n_train=n_train, n_test=n_test, encode=encode)
 

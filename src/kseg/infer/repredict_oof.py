@@ -22,7 +22,7 @@ from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.stream import predict_images
 from kseg.postprocess import quantize
-from kseg.train.oof import OofWriter, oof_files, write_aux, write_ids
+from kseg.train.oof_store import OofWriter, oof_files, write_aux, write_ids
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kseg.data.synthetic import make_demo
+from kseg.demo.synthetic import make_demo
 
 
 def digest(root: Path) -> str:

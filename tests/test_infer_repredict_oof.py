@@ -15,7 +15,7 @@ from kseg.models import build_model, load_checkpoint, predict_proba
 from kseg.postprocess import quantize
 from kseg.train import train_fold
 from kseg.train.fit import init_weights
-from kseg.train.oof import oof_files, read_oof
+from kseg.train.oof_store import oof_files, read_oof
 from kseg.tune.run import tune
 
 from _train_support import REPO, TINY, oof_score, tiny_config, val_ids

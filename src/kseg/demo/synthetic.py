@@ -6,7 +6,7 @@ long-format ``train.csv`` with only non-empty rows, test images and a ``sample_s
 row per image x class, exactly as Severstal shipped it.
 
 ``make_miniature(name, root, seed)`` writes a miniature of a real competition's layout (severstal, carvana,
-clouds, tgs-salt, isbi2012) or of our own layouts (streets, airplanes); see ``kseg.data.miniatures``.
+clouds, tgs-salt, isbi2012) or of our own layouts (streets, airplanes); see ``kseg.demo.registry``.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def make_demo(
 
 
 def make_miniature(name: str, root: str | Path, seed: int = 0, **kwargs: object) -> Path:
-    """Write the miniature competition ``name`` to ``root`` (``kseg.data.miniatures.MINIATURES``); returns root."""
-    from kseg.data.miniatures import write_miniature
+    """Write the miniature competition ``name`` to ``root`` (``kseg.demo.registry.MINIATURES``); returns root."""
+    from kseg.demo.registry import write_miniature
 
     return write_miniature(name, root, seed=seed, **kwargs)

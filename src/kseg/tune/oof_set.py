@@ -20,7 +20,7 @@ from kseg.config import Config
 from kseg.data.dataset import decode_masks, read_folds, read_labels
 from kseg.data.geometry import resize_masks
 from kseg.data.images import image_size
-from kseg.train.oof import oof_files
+from kseg.train.oof_store import oof_files
 
 log = logging.getLogger(__name__)
 
