@@ -6,7 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from kseg.cli import STAGES, main
+from kseg.cli import main
+from kseg.commands.stages import STAGES
 
 from conftest import REPO
 
@@ -28,7 +29,7 @@ def test_folds_command_and_bad_override(demo_root, tmp_path, capsys) -> None:
 
 
 def test_overrides_after_options_and_positionals(demo_root, tmp_path) -> None:
-    from kseg.cli import build_parser
+    from kseg.commands.stages import build_parser
 
     args, extra = build_parser().parse_known_args(["validate", "sub.csv", "-c", "x.yaml", "a.b=1"])
     assert extra == ["a.b=1"]
@@ -43,18 +44,17 @@ def test_overrides_after_options_and_positionals(demo_root, tmp_path) -> None:
 
 def run_demo(argv: list[str], monkeypatch, real: tuple[str, ...] = ()) -> list[list[str]]:
     """``kseg demo ARGV`` with every stage recorded, and run for real only when listed in ``real``."""
-    import kseg.cli
-    from kseg.commands import demo
+    from kseg.commands import demo, stages
 
     calls: list[list[str]] = []
-    real_main = kseg.cli.main
+    real_run_stage = stages.run_stage
 
-    def fake_main(stage_argv: list[str]) -> int:
+    def fake_run_stage(stage_argv: list[str]) -> int:
         calls.append(list(stage_argv))
-        return real_main(stage_argv) if stage_argv[0] in real else 0
+        return real_run_stage(stage_argv) if stage_argv[0] in real else 0
 
-    monkeypatch.setattr(kseg.cli, "main", fake_main)
-    args = kseg.cli.build_parser().parse_args(["demo", *argv])
+    monkeypatch.setattr(stages, "run_stage", fake_run_stage)
+    args = stages.build_parser().parse_args(["demo", *argv])
     assert demo.run(args) == 0
     return calls
 

@@ -15,8 +15,11 @@ import pytest
 
 from kseg.competition import list_test_ids, read_csv, read_train_labels
 from kseg.config import load_config
-from kseg.demo.registry import CLOUD_LABELS, MINIATURES, STREET_CLASSES, carvana_angles, write_miniature
 from kseg.data.rle import decode, rle_area, validate_rle
+from kseg.demo.carvana import carvana_angles
+from kseg.demo.clouds import CLOUD_LABELS
+from kseg.demo.registry import MINIATURES, write_miniature
+from kseg.demo.streets import STREET_CLASSES
 
 from conftest import REPO, shared_dataset
 from rle_reference import PUBLISHED, published_encoder, ref_decode

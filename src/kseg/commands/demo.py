@@ -45,14 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_path(args: argparse.Namespace, shipped: str) -> Path:
     """``-c`` if given, else the shipped config, relative to the working folder or the kseg checkout."""
-    if args.config:
-        return Path(args.config)
-    here = Path(shipped)
-    if here.is_file():
-        return here
-    import kseg
+    from kseg.demo.registry import shipped_path
 
-    return Path(kseg.__file__).resolve().parents[2] / shipped
+    return Path(args.config) if args.config else shipped_path(shipped)
 
 
 def stage_commands(
@@ -117,7 +112,7 @@ def fit_folds(config: Path, root: Path, overrides: list[str], user: list[str], n
 
 
 def run(args: argparse.Namespace) -> int:
-    from kseg.cli import _stage_module, main
+    from kseg.commands import stages
     from kseg.demo.registry import MINIATURES
 
     name = args.competition
@@ -136,16 +131,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = fit_folds(config, root, overrides, args.overrides, name)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
-    stages = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
+    pipeline = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
     if name == "demo" and not args.no_kernel:
         ov = [f"data.root={root}", *overrides]
-        stages += [["kernel", "build", "-c", str(config), "--tta", args.tta, *ov], ["kernel", "rehearse", "-c", str(config), *ov]]
-    for argv in stages:
-        if _stage_module(argv[0]) is None:
-            print(f"kseg {argv[0]}: not built yet, stopping the demo here")
-            return 0
+        pipeline += [["kernel", "build", "-c", str(config), "--tta", args.tta, *ov], ["kernel", "rehearse", "-c", str(config), *ov]]
+    for argv in pipeline:
         log.info("demo: %s", shlex.join(["kseg", *argv]))  # pastes into a shell as is
-        rc = main(argv)
+        rc = stages.run_stage(argv)
         if rc:
             log.error("demo: kseg %s failed with exit code %d", argv[0], rc)
             return rc

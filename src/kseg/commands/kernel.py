@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from kseg.cli import add_config_arguments
+from kseg.commands.args import add_config_arguments, split_runs
 from kseg.config import load_config
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,6 @@ def _poll_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-output", action="store_true", help="do not download the kernel's log and output files")
 
 
-def _split_runs(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]:
-    """``--runs a b key=value`` swallows trailing overrides: give them back."""
-    runs = getattr(args, "runs", None)
-    if runs is None:
-        return None, list(args.overrides)
-    return [r for r in runs if "=" not in r], list(args.overrides) + [r for r in runs if "=" in r]
-
-
 def _build(args: argparse.Namespace, overrides: list[str], runs: list[str] | None) -> int:
     from kseg.infer.checkpoints import parse_folds
     from kseg.kernel.build import build_kernel, size_table
@@ -117,7 +109,7 @@ def _print_kernel(record: dict) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    runs, overrides = _split_runs(args)
+    runs, overrides = split_runs(args)
     if args.action == "build":
         return _build(args, overrides, runs)
     if args.action == "rehearse":

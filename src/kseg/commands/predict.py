@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from kseg.cli import add_config_arguments
+from kseg.commands.args import add_config_arguments, split_runs
 from kseg.tta import tta_names
 
 log = logging.getLogger(__name__)
@@ -43,20 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
 
 
-def _split_runs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """``--runs a b key=value`` swallows trailing overrides: give them back."""
-    runs = [r for r in (args.runs or []) if "=" not in r]
-    overrides = list(args.overrides) + [r for r in (args.runs or []) if "=" in r]
-    return runs, overrides
-
-
 def run(args: argparse.Namespace) -> int:
     from kseg.config import load_config
     from kseg.infer.checkpoints import parse_folds
     from kseg.infer.pipeline import predict_submission
     from kseg.submission.validate import validate_submission
 
-    runs, overrides = _split_runs(args)
+    given, overrides = split_runs(args)
+    runs = given or []
     cfg = load_config(args.config, overrides)
     if args.oof:
         return _run_oof(args, cfg, runs)

@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 
-from kseg.cli import add_config_arguments
+from kseg.commands.args import add_config_arguments
 from kseg.config import Config, load_config
 
 log = logging.getLogger(__name__)

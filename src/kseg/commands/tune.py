@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from kseg.cli import add_config_arguments
+from kseg.commands.args import add_config_arguments, split_runs
 from kseg.config import load_config
 
 
@@ -30,9 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from kseg.tune.report import selection_note, write_outputs
     from kseg.tune.run import tune
 
-    runs = list(args.runs or [])
-    overrides = list(args.overrides) + [r for r in runs if "=" in r]  # `--runs a b key=value`
-    runs = [r for r in runs if "=" not in r]
+    runs, overrides = split_runs(args)
     cfg = load_config(args.config, overrides)
     result = tune(cfg, runs or None)
     paths = write_outputs(cfg, result, plots=not args.no_plots)

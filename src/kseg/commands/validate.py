@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from kseg.cli import add_config_arguments
+from kseg.commands.args import add_config_arguments
 from kseg.config import load_config
 
 

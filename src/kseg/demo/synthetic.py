@@ -1,19 +1,18 @@
-"""Deterministic synthetic competitions (``kseg demo`` and the tests).
+"""The synthetic demo competition (``kseg demo``, the tests' ``demo_root``).
 
 ``make_demo`` writes a Severstal-like competition: grey steel texture, 4 defect classes of different
 shapes and sizes (pits, scratches, stains, holes), about half the images without any defect, a
 long-format ``train.csv`` with only non-empty rows, test images and a ``sample_submission.csv`` with one
 row per image x class, exactly as Severstal shipped it.
 
-``make_miniature(name, root, seed)`` writes a miniature of a real competition's layout (severstal, carvana,
-clouds, tgs-salt, isbi2012) or of our own layouts (streets, airplanes); see ``kseg.demo.registry``.
+``make_sample`` draws one such image and its masks (the Severstal miniature uses it too); the miniatures of
+real competitions are in ``kseg.demo.registry``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -125,9 +124,3 @@ def make_demo(
     log.info("wrote synthetic competition to %s (%d train, %d test images)", root, n_train, n_test)
     return root
 
-
-def make_miniature(name: str, root: str | Path, seed: int = 0, **kwargs: object) -> Path:
-    """Write the miniature competition ``name`` to ``root`` (``kseg.demo.registry.MINIATURES``); returns root."""
-    from kseg.demo.registry import write_miniature
-
-    return write_miniature(name, root, seed=seed, **kwargs)

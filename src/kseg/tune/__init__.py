@@ -3,7 +3,7 @@
 - ``grid``: the parameter grid (``Grid.from_config(cfg.tune)``);
 - ``stats``: vectorized per-image statistics of every grid cell (``class_grid_stats``);
 - ``search``: score sums per fold, optimistic and cross-validated choice (``ScoreTable``);
-- ``oof``: memory-mapped OOF stores of one or more experiments + ground truth (``load_oof``, ``Truth``);
+- ``oof_set``: memory-mapped OOF stores of one or more experiments + ground truth (``load_oof``, ``Truth``);
 - ``run``: ``tune(cfg, runs) -> TuneResult``; ``report``: ``write_outputs(cfg, result)``.
 """
 
