@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_circular_defaults_fail(tmp_path: Path) -> None:
 
 def test_config_is_frozen() -> None:
     cfg = load_config(CONFIGS / "demo.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.epochs = 3  # type: ignore[misc]
     assert isinstance(cfg, Config)
 

@@ -14,19 +14,12 @@ import torch
 from torch import nn
 
 from kseg.config import Config
-from kseg.infer import (
-    Ensemble,
-    Member,
-    ProbsWriter,
-    PseudoLabelWriter,
-    confident_share,
-    find_checkpoints,
-    parse_folds,
-    predict_images,
-    read_probs,
-    tta_proba,
-)
+from kseg.infer.checkpoints import find_checkpoints, parse_folds
+from kseg.infer.ensemble import Ensemble, Member, tta_proba
 from kseg.infer.pipeline import default_submission_path, predict_submission
+from kseg.infer.probs_store import ProbsWriter, read_probs
+from kseg.infer.pseudo import PseudoLabelWriter, confident_share
+from kseg.infer.stream import predict_images
 from kseg.tta import get_tta
 
 LOG3 = math.log(3.0)

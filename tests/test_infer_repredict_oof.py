@@ -13,7 +13,7 @@ from kseg.data.dataset import SegDataset
 from kseg.data.geometry import restore
 from kseg.models import build_model, load_checkpoint, predict_proba
 from kseg.postprocess import quantize
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 from kseg.train.fit import init_weights
 from kseg.train.oof_store import oof_files, read_oof
 from kseg.tune.run import tune

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 
 from _train_support import tiny_config
 

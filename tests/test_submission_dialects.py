@@ -13,10 +13,11 @@ from torch import nn
 
 from kseg.competition import read_csv
 from kseg.config import load_config
-from kseg.demo.registry import write_miniature
 from kseg.data.rle import KAGGLE, RleDialect
-from kseg.infer import Ensemble, Member, read_probs
+from kseg.demo.registry import write_miniature
+from kseg.infer.ensemble import Ensemble, Member
 from kseg.infer.pipeline import predict_submission
+from kseg.infer.probs_store import read_probs
 from kseg.postprocess import apply_postprocess, default_params
 from kseg.submission.validate import validate_submission
 

@@ -17,7 +17,7 @@ from kseg.cli import main
 from kseg.config import read_saved_config
 from kseg.data.dataset import SegDataset, read_labels
 from kseg.models import build_model, load_checkpoint
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 from kseg.train.data import EpochSeeded
 from kseg.train.loop import _group_sizes
 from kseg.train.oof_store import OofWriter, merge_parts, read_oof, write_ids

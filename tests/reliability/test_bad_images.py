@@ -22,7 +22,7 @@ from kseg.data.dataset import read_labels
 from kseg.data.images import ImageReadError
 from kseg.models import build_model, save_checkpoint
 from kseg.submission.validate import validate_submission
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 from kseg.train.oof_store import read_oof
 
 from _reliab import DEMO_YAML, overrides, tiny_cfg

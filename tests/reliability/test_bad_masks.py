@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from kseg.data.dataset import SegDataset, read_labels
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 
 from _reliab import tiny_cfg
 

@@ -14,7 +14,7 @@ import logging
 
 import pytest
 
-import kseg.train
+import kseg.train.fit
 from kseg.cli import main
 from kseg.config import load_config
 from kseg.train.preflight import check_names, check_values
@@ -59,7 +59,7 @@ def test_kseg_train_fails_before_any_work(demo_root, tmp_path, monkeypatch, capl
     def never(*a, **k):
         raise AssertionError("training started despite a bad config")
 
-    monkeypatch.setattr(kseg.train, "train_folds", never)
+    monkeypatch.setattr(kseg.train.fit, "train_folds", never)
     monkeypatch.setattr("kseg.data.dataset.read_labels", never)
     with caplog.at_level(logging.ERROR):
         assert main(["train", "-c", str(DEMO_YAML), "--fold", "0", *overrides(demo_root, tmp_path, *extra)]) == 1

@@ -21,7 +21,7 @@ from kseg.config import load_config
 from kseg.losses import build_loss
 from kseg.models import load_checkpoint
 from kseg.optim import LrSchedule
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 from kseg.train.dist import DistInfo
 from kseg.train.loop import Runtime, amp_step, train_one_epoch
 from kseg.train.state import load_last

@@ -14,7 +14,7 @@ from collections import namedtuple
 import pytest
 import torch
 
-import kseg.train
+import kseg.train.fit
 import kseg.train.preflight as preflight
 from kseg.cli import main
 from kseg.train.preflight import OutputError, check_output, estimate_bytes
@@ -29,7 +29,7 @@ def no_training(monkeypatch):
     def never(*a, **k):
         raise AssertionError("training started although the output folder cannot take it")
 
-    monkeypatch.setattr(kseg.train, "train_folds", never)
+    monkeypatch.setattr(kseg.train.fit, "train_folds", never)
 
 
 def _train(demo_root, tmp_path, caplog, *extra: str) -> str:

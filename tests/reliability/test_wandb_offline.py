@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from kseg.kernel.offline import probe_unshare
-from kseg.train import train_fold
+from kseg.train.fit import train_fold
 
 from _reliab import REPO, tiny_cfg
 

@@ -39,7 +39,7 @@ def parse_folds(text: str, cfg: Config) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kseg.train import train_folds
+    from kseg.train.fit import train_folds
     from kseg.train.preflight import preflight
 
     cfg = load_config(args.config, args.overrides)

@@ -1,1 +1,6 @@
-"""Data: RLE codec, image IO, datasets, folds and the synthetic generator."""
+"""Data: RLE codec, image IO, datasets and folds.
+
+- ``rle``: the RLE codec and its per-competition dialects (``RleDialect``);
+- ``images``: image and mask reading; ``geometry``: fitting images to the model size and back;
+- ``dataset``: labels, fold readers and the torch ``Dataset``; ``folds``: writing stratified folds.
+"""

@@ -1,6 +1,7 @@
 """Offline Kaggle kernels: build (dataset + script), rehearse locally with the network cut, push and poll.
 
-``kseg.kernel.build.build_kernel`` writes ``kernels/<exp>/{dataset,kernel}/``;
-``kseg.kernel.rehearse.rehearse`` runs that kernel as Kaggle would, offline;
-``kseg.kernel.push`` drives the official ``kaggle`` CLI (``kseg.kernel.kaggle_cli``) and records ``push.json``.
+- ``build``: ``build_kernel`` writes ``kernels/<exp>/{dataset,kernel}/``; ``wheels``: the wheels it ships;
+- ``script`` / ``script_template``: the kernel script; ``metadata``: the kaggle CLI's metadata files;
+- ``rehearse``: ``rehearse`` runs that kernel as Kaggle would, offline (``offline``: cutting the network);
+- ``push``: drives the official ``kaggle`` CLI (``kaggle_cli``) and records ``push.json``; ``slugs``: names.
 """

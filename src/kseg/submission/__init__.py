@@ -1,4 +1,5 @@
-"""Submissions: ``write`` (streaming writer in sample order) and ``validate`` (Kaggle-style checks).
+"""Submissions.
 
-Nothing is imported here: use ``kseg.submission.write`` / ``kseg.submission.validate`` directly.
+- ``write``: the streaming submission writer, rows in sample-submission order;
+- ``validate``: ``validate_submission``, the checks Kaggle makes.
 """

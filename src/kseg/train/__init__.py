@@ -1,5 +1,10 @@
-"""Fold training: ``train_fold`` / ``train_folds`` write ``runs/<exp>/fold<K>/`` (see the README, "Training artefacts")."""
+"""Fold training: ``runs/<exp>/fold<K>/`` artefacts (see the README, "Training artefacts").
 
-from kseg.train.fit import FoldResult, train_fold, train_folds
-
-__all__ = ["FoldResult", "train_fold", "train_folds"]
+- ``fit``: ``train_fold`` / ``train_folds``, one fold end to end (``FoldResult``);
+- ``loop``: one training epoch and one validation pass;
+- ``state``: ``last.pt`` / ``best.pt`` / ``metrics.csv`` on disk; ``seed``: seeding and RNG snapshots;
+- ``data``: fold datasets, DDP-aware samplers, augmentation seeding; ``dist``: DDP helpers;
+- ``oof_store``: the out-of-fold probability store (``OofWriter``, ``read_oof``, ``oof_files``);
+- ``truth``: ground truth at the submission size; ``preflight``: checks before any work;
+- ``tracking``: wandb, never fatal.
+"""
