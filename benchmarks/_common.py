@@ -14,6 +14,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from kseg.atomic import atomic_write_text  # noqa: E402 - after the path insert
+
 
 def best_time(fn: Callable[[], object], number: int = 1, repeat: int = 5) -> float:
     """Best wall time of one call of ``fn`` (seconds) over ``repeat`` rounds of ``number`` calls."""
@@ -31,7 +33,5 @@ def write_results(name: str, records: list[dict]) -> Path:
         status = "met" if r["ratio"] >= r["goal"] else "NOT MET"
         print(f"{r['name']:<40} ratio {r['ratio']:8.2f}  goal {r['goal']:6.2f}  {status}")
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps([{**r, "machine": machine()} for r in records], indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps([{**r, "machine": machine()} for r in records], indent=2) + "\n")
     return path

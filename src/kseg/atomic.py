@@ -1,7 +1,19 @@
-"""Atomic binary writes: temp file in the target folder + fsync + ``os.replace``.
+"""Atomic writes, the one place kseg writes artefacts: temp file next to the target, fsync, ``os.replace``.
 
-Readers (a tuning job polling ``runs/``, a resumed run) never see half a file. Text files use
-``kseg.config.atomic_write_text``; this module covers torch checkpoints and anything streamed to disk.
+Readers (a tuning job polling ``runs/``, a resumed run, a kernel picking up a submission) never see half a
+file; a write that fails leaves the previous file untouched and no temp file behind.
+
+- ``atomic_write_text`` / ``atomic_write_bytes``: a whole text or binary file (bytes, or a callable that
+  writes into the open file, e.g. ``np.save``);
+- ``AtomicFile``: an open file for streaming writers (csv writers, ``savefig``): a context manager that
+  yields the file, or an object with ``commit()`` / ``abort()`` for writers that live longer;
+- ``atomic_path``: a temp *path* for writers that open it themselves (memmaps);
+- ``atomic_torch_save`` / ``torch_load``: checkpoints (torch is imported only when they are called).
+
+Files get the permissions a plain ``open`` gives (``0o666 & ~umask``, 0644 under the usual umask 022), not
+``tempfile.mkstemp``'s 0600: the temp file is created with ``O_EXCL`` and mode 0o666, so the kernel applies
+the umask (and any default ACL) itself. Temp names are ``.<name>.<random><suffix>``, which
+``kseg.train.preflight.remove_stale_temps`` recognises after a kill.
 """
 
 from __future__ import annotations
@@ -9,29 +21,37 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
-import torch
+_NAME_TRIES = 100
+
+
+def _create_temp(path: Path, suffix: str) -> tuple[int, Path]:
+    """Create a new, empty temp file next to ``path`` with mode ``0o666 & ~umask``: (open fd, its path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(_NAME_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        with contextlib.suppress(FileExistsError):
+            return os.open(tmp, flags, 0o666), tmp
+    raise FileExistsError(f"{path.parent}: no free temp file name for {path.name} after {_NAME_TRIES} tries")
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def temp_path(path: str | Path, suffix: str = ".tmp") -> Path:
     """A fresh, unique temp file name next to ``path`` (created empty, so the name is reserved)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = _create_temp(Path(path), suffix)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts get the usual permissions
-    return Path(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return tmp
 
 
 def fsync_file(path: str | Path) -> None:
@@ -44,7 +64,7 @@ def fsync_file(path: str | Path) -> None:
 
 
 def commit(tmp: str | Path, path: str | Path) -> None:
-    """fsync ``tmp`` then atomically rename it over ``path``."""
+    """fsync ``tmp`` then atomically rename it over ``path`` (every atomic write ends here)."""
     fsync_file(tmp)
     os.replace(tmp, path)
 
@@ -57,16 +77,89 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         commit(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
 
 
-def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(file)`` on a temp file, then atomically move it to ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        write(f)
-        f.flush()
+class AtomicFile:
+    """A file written under a temp name next to ``path`` and renamed over ``path`` by ``commit()``.
+
+    As a context manager it yields the open file; it commits when the block ends and removes the temp file
+    when the block raises:
+
+    >>> with AtomicFile("sub.csv", newline="") as f:  # doctest: +SKIP
+    ...     csv.writer(f).writerows(rows)
+
+    A writer that outlives one block keeps the object and calls ``commit()`` or ``abort()`` itself.
+    ``mode`` is ``"w"`` (text; ``newline`` and ``encoding`` as for ``open``) or ``"wb"``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        mode: str = "w",
+        *,
+        newline: str | None = None,
+        encoding: str | None = None,
+        suffix: str = ".tmp",
+    ) -> None:
+        if mode not in ("w", "wt", "wb"):
+            raise ValueError(f"AtomicFile({path}): mode must be 'w' or 'wb', got {mode!r}")
+        self.path = Path(path)
+        fd, self.tmp = _create_temp(self.path, suffix)
+        try:
+            self.file: IO[Any] = os.fdopen(fd, mode, newline=newline, encoding=encoding)
+        except BaseException:
+            os.close(fd)
+            _unlink(self.tmp)
+            raise
+        self.done = False
+
+    def commit(self) -> Path:
+        """Close the file, fsync it and rename it over ``path``; returns ``path``. On error nothing moves."""
+        if self.done:
+            raise RuntimeError(f"{self.path}: this atomic write was already committed or aborted")
+        try:
+            self.file.close()
+            commit(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self.done = True
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove the temp file; ``path`` keeps what it held. Safe to call more than once."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        _unlink(self.tmp)
+
+    def __enter__(self) -> IO[Any]:
+        return self.file
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def atomic_write_text(path: str | Path, text: str, *, newline: str | None = None, encoding: str | None = None) -> None:
+    """Write ``text`` to ``path`` atomically (``newline`` / ``encoding`` as for ``open``)."""
+    with AtomicFile(path, "w", newline=newline, encoding=encoding) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | Callable[[IO[bytes]], Any]) -> None:
+    """Write ``data`` to ``path`` atomically: bytes, or a callable ``data(file)`` that writes them."""
+    with AtomicFile(path, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data)
 
 
 class CorruptFileError(ValueError):
@@ -100,6 +193,8 @@ def torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
     if path.stat().st_size == 0:
         raise CorruptFileError(f"{path}: empty file (0 bytes), not a checkpoint")
     _check_zip(path)
+    import torch  # here, not at import time: text-only writers need not load torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, zip errors...
@@ -117,4 +212,6 @@ def torch_load(path: str | Path, map_location: Any = "cpu") -> Any:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` that never leaves a truncated file at ``path``."""
+    import torch
+
     atomic_write_bytes(path, lambda f: torch.save(obj, f))

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from kseg.atomic import atomic_write_text
 from kseg.competition import CompetitionSpec
 from kseg.typed import ConfigError, coerce, field_type, from_dict, to_dict
 
@@ -212,12 +212,6 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _writable(folder: Path) -> bool:
     """Writable by us and not marked read-only (root ignores permissions, so check the mode bits too)."""
     return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
@@ -365,24 +359,6 @@ def config_to_dict(cfg: Config) -> dict:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + fsync + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artefacts get the usual permissions
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_config(cfg: Config, path: str | Path | None = None) -> Path:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from kseg.config import Config, atomic_write_text
+from kseg.atomic import atomic_write_text
+from kseg.config import Config
 from kseg.data.dataset import folds_id_column, read_labels
 from kseg.data.rle import KAGGLE, RleDialect, rle_area
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from kseg.config import atomic_write_text
+from kseg.atomic import atomic_write_text
 
 Encoder = Callable[[np.ndarray], str]
 """[H, W] mask -> RLE string in the competition's dialect (``spec.rle.encode``; tests pass a reference)."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from kseg.config import atomic_write_text
+from kseg.atomic import atomic_write_text
 from kseg.data.rle import KAGGLE
 
 log = logging.getLogger(__name__)

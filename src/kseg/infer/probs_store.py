@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kseg.atomic import atomic_write_bytes
-from kseg.config import atomic_write_text
+from kseg.atomic import atomic_write_bytes, atomic_write_text
 
 IDS_FILE = "ids.csv"
 

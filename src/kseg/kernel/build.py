@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from kseg import __version__
-from kseg.config import Config, atomic_write_text, save_config
+from kseg.atomic import atomic_write_text
+from kseg.config import Config, save_config
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.pipeline import ALLOW_MISMATCH_FLAG, check_postprocess_ensemble
 from kseg.kernel.metadata import competition_slug, write_json, write_metadata

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kseg.config import Config, atomic_write_text
+from kseg.atomic import atomic_write_text
+from kseg.config import Config
 from kseg.kernel.slugs import KernelNames
 
 __all__ = [

@@ -20,50 +20,19 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import numpy as np
 import pandas as pd
 
+from kseg.atomic import AtomicFile
 from kseg.competition import CompetitionSpec, read_csv, split_rows
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SubmissionWriter", "TrainCsvWriter", "write_submission", "train_csv_header"]
-
-
-class _AtomicCsv:
-    """A csv file written to a temp file next to ``path`` and renamed over it on ``commit``."""
-
-    def __init__(self, path: str | Path, newline: str = "\n") -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        self.file: IO[str] = os.fdopen(fd, "w", newline="")
-        self.writer = csv.writer(self.file, lineterminator=newline)
-        self.done = False
-
-    def commit(self) -> Path:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
-        self.done = True
-        return self.path
-
-    def abort(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        if not self.file.closed:
-            self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
 
 
 def _read_header(path: Path) -> tuple[str, str]:
@@ -112,8 +81,9 @@ class SubmissionWriter:
         self._pending = 0  # rows filled but not written yet
         self.image_ids: list[str] = list(self._rows)  # in order of first appearance in the sample
         header, newline = _read_header(self.sample_path)
-        self._out = _AtomicCsv(out_path, newline=newline)
+        self._out = AtomicFile(out_path, newline="")
         self._out.file.write(header + newline)
+        self._csv = csv.writer(self._out.file, lineterminator=newline)
         self.buffered_max = 0  # most rows held back at once (0 when images arrive in sample order)
 
     @property
@@ -140,7 +110,7 @@ class SubmissionWriter:
         while self._next < n and self._rles[self._next] is not None:
             row = list(self._table[self._next])
             row[self._rle_col] = self._rles[self._next]
-            self._out.writer.writerow(row)
+            self._csv.writerow(row)
             self._rles[self._next] = ""  # written: keep no string around
             self._next += 1
             self._pending -= 1
@@ -203,8 +173,9 @@ class TrainCsvWriter:
 
     def __init__(self, spec: CompetitionSpec, out_path: str | Path) -> None:
         self.spec = spec
-        self._out = _AtomicCsv(out_path)
-        self._out.writer.writerow(train_csv_header(spec))
+        self._out = AtomicFile(out_path, newline="")
+        self._csv = csv.writer(self._out.file, lineterminator="\n")
+        self._csv.writerow(train_csv_header(spec))
         self.images = 0
         self.rows = 0
 
@@ -226,7 +197,7 @@ class TrainCsvWriter:
                 rows = [[image_id, spec.labels[0], empty]]
         else:
             rows = [[f"{image_id}{t.separator}{spec.labels[c]}", r or empty] for c, r in enumerate(rles)]
-        self._out.writer.writerows(rows)
+        self._csv.writerows(rows)
         self.images += 1
         self.rows += len(rows)
 

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kseg.atomic import atomic_path, atomic_write_bytes, commit, temp_path
-from kseg.config import atomic_write_text
+from kseg.atomic import atomic_path, atomic_write_bytes, atomic_write_text, commit, temp_path
 
 OOF_FILE = "oof.npy"
 OOF_IDS_FILE = "oof_ids.csv"

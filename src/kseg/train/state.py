@@ -16,8 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from kseg.atomic import CorruptFileError, torch_load
-from kseg.config import atomic_write_text
+from kseg.atomic import CorruptFileError, atomic_write_text, torch_load
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_metric", "seconds"]
 LAST, BEST, METRICS_CSV = "last.pt", "best.pt", "metrics.csv"

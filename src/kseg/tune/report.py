@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kseg.config import Config, atomic_write_text
+from kseg.atomic import AtomicFile, atomic_write_text
+from kseg.config import Config
 from kseg.postprocess import params_to_dict
 from kseg.tune.grid import AXES
 from kseg.tune.run import TuneResult
@@ -115,16 +114,11 @@ def plot_class(result: TuneResult, c: int, path: Path) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        with AtomicFile(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=90)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_outputs(cfg: Config, result: TuneResult, plots: bool = True) -> dict[str, Path]:
