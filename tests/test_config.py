@@ -135,3 +135,61 @@ def test_saved_yaml_is_plain_and_complete(tmp_path: Path) -> None:
     assert data["train"]["epochs"] == 2
     assert data["competition"]["name"] == "demo"  # the spec is embedded: the file alone rebuilds the run
     assert data["data"]["image_size"] == [128, 256]
+
+
+def test_name_choices_come_from_the_registries_that_build_them() -> None:
+    import segmentation_models_pytorch as smp
+
+    from kseg.losses import LOSSES
+    from kseg.models import ARCHS
+    from kseg.optim import OPTIMIZERS, SCHEDULERS
+    from kseg.tta import TTA_MODES
+
+    assert [a.lower() for a in ARCHS.choices()] == list(smp.MODEL_ARCHITECTURES_MAPPING)
+    for key, registry in [("model.arch", ARCHS), ("optim.name", OPTIMIZERS), ("sched.name", SCHEDULERS),
+                          ("predict.tta", TTA_MODES), ("tune.oof_tta", TTA_MODES)]:
+        with pytest.raises(ConfigError) as e:
+            load_config(CONFIGS / "demo.yaml", [f"{key}=zz"])
+        assert f"{key}: 'zz' is not one of " in str(e.value) and str(e.value).endswith(", ".join(registry.choices()))
+    with pytest.raises(ConfigError, match=f"loss\\[0\\]\\.name: 'zz' is not one of {', '.join(LOSSES.choices())}"):
+        load_config(CONFIGS / "demo.yaml", ["loss=[{name: zz}]"])
+
+
+def test_names_are_stored_in_the_registered_spelling_with_the_closest_name_on_error() -> None:
+    cfg = load_config(CONFIGS / "demo.yaml", ["model.arch=unetplusplus", "predict.tta=D4", "tune.oof_tta=''"])
+    assert (cfg.model.arch, cfg.predict.tta, cfg.tune.oof_tta) == ("UnetPlusPlus", "d4", "")
+    with pytest.raises(ConfigError, match=r"is not one of '', none, hflip, vflip, hvflip, d4; did you mean hvflip\?"):
+        load_config(CONFIGS / "demo.yaml", ["tune.oof_tta=hvflp"])
+    with pytest.raises(ConfigError, match=r"model.arch: 'Unett' is not one of .*; did you mean Unet\?$"):
+        load_config(CONFIGS / "demo.yaml", ["model.arch=Unett"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.image_size=[0, 5]", "data.image_size: [0, 5] is out of range; valid: two sizes >= 1"),
+        ("data.val_batch_size=-1", "data.val_batch_size: -1 is out of range; valid: >= 0 (0 = 2 x batch_size)"),
+        ("train.clip_grad=-1", "train.clip_grad: -1.0 is out of range; valid: >= 0 (0 = off)"),
+        ("train.val_threshold=2", "train.val_threshold: 2.0 is out of range; valid: in [0, 1]"),
+        ("predict.pseudo_confidence=0.3", "predict.pseudo_confidence: 0.3 is out of range; valid: in [0.5, 1)"),
+        ("sched.warmup_epochs=-1", "sched.warmup_epochs: -1.0 is out of range; valid: in [0, train.epochs=4]"),
+    ],
+)
+def test_value_rules_fail_at_load_naming_key_value_and_range(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(CONFIGS / "demo.yaml", [override])
+    assert message in str(e.value)
+
+
+def test_validate_rechecks_a_config_built_in_code() -> None:
+    import dataclasses
+
+    from kseg.typed import validate
+
+    cfg = load_config(CONFIGS / "demo.yaml")
+    validate(cfg)
+    bad = cfg.replace(loss=(LossTerm("dicee"),), data=dataclasses.replace(cfg.data, batch_size=0))
+    with pytest.raises(ConfigError, match=r"data.batch_size: 0 is out of range; valid: >= 1"):
+        validate(bad)
+    with pytest.raises(ConfigError, match=r"loss\[0\]\.name: 'dicee' is not one of bce"):
+        validate(bad.replace(data=cfg.data))

@@ -17,15 +17,11 @@ import yaml
 
 from kseg.atomic import atomic_write_text
 from kseg.competition import CompetitionSpec
-from kseg.typed import ConfigError, coerce, field_type, from_dict, to_dict
+from kseg.typed import ConfigError, bounded, choice, convert_key, from_dict, out_of_range, to_dict
 
 log = logging.getLogger(__name__)
 
-ARCHS = (
-    "Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus",
-    "PAN", "UPerNet", "Segformer", "DPT",
-)  # fmt: skip
-LossName = Literal["bce", "softbce", "ce", "dice", "lovasz", "focal", "tversky", "jaccard"]
+# Name fields (``choice``) are checked against the registry that builds them, imported on the first check.
 
 
 @dataclass(frozen=True)
@@ -40,12 +36,12 @@ class AugmentStep:
 class DataConfig:
     root: str = ""  # '' -> input/<competition.name>
     folds_csv: str = ""  # '' -> <root>/folds.csv (set it when the data folder is read-only)
-    image_size: tuple[int, int] = (256, 256)  # (H, W) the model sees
+    image_size: tuple[int, int] = bounded((256, 256), ge=1, valid="two sizes >= 1")  # (H, W) the model sees
     resize: Literal["resize", "pad"] = "resize"  # pad: reflect-pad up to image_size (TGS 101 -> 128)
-    batch_size: int = 8
-    val_batch_size: int = 0  # 0 -> 2 x batch_size
-    num_workers: int = 2
-    n_folds: int = 5
+    batch_size: int = bounded(8, ge=1)
+    val_batch_size: int = bounded(0, ge=0, note="(0 = 2 x batch_size)")
+    num_workers: int = bounded(2, ge=0)
+    n_folds: int = bounded(5, ge=2)
     fold_seed: int = 42
     normalize: Literal["imagenet", "unit"] = "imagenet"
     augment: tuple[AugmentStep, ...] = ()
@@ -55,7 +51,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "Unet"
+    arch: str = choice("kseg.models:ARCHS", "Unet")  # an smp architecture, any case
     encoder: str = "resnet34"
     encoder_weights: str | None = "imagenet"  # imagenet | none | path to a local weights file
     aux_head: bool = False  # image-level "mask is not empty" logit per class
@@ -63,52 +59,46 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra smp.create_model arguments
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            lowered = {a.lower(): a for a in ARCHS}
-            if self.arch.lower() in lowered:
-                object.__setattr__(self, "arch", lowered[self.arch.lower()])
-            else:
-                raise ConfigError(f"model.arch: {self.arch!r} is not one of {', '.join(ARCHS)}")
         if isinstance(self.encoder_weights, str) and self.encoder_weights.lower() in ("none", "null", ""):
             object.__setattr__(self, "encoder_weights", None)
 
 
 @dataclass(frozen=True)
 class LossTerm:
-    name: LossName
+    name: str = choice("kseg.losses:LOSSES")
     weight: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adamw"
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
+    name: str = choice("kseg.optim:OPTIMIZERS", "adamw")
+    lr: float = bounded(3e-4, gt=0)
+    weight_decay: float = bounded(1e-4, ge=0)
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SchedConfig:
-    name: Literal["none", "onecycle", "cosine", "plateau", "step"] = "cosine"
-    warmup_epochs: float = 0.0
+    name: str = choice("kseg.optim:SCHEDULERS", "cosine")
+    warmup_epochs: float = 0.0  # in [0, train.epochs]: checked by Config
     params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = bounded(10, ge=1)
     seed: int = 42
-    accumulate: int = 1
-    clip_grad: float = 0.0  # max grad norm; 0 = off
+    accumulate: int = bounded(1, ge=1)
+    clip_grad: float = bounded(0.0, ge=0, note="(0 = off)")  # max grad norm
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only
     ema: bool = False
-    ema_decay: float = 0.999
-    patience: int = 0  # early stopping on val metric; 0 = off
+    ema_decay: float = bounded(0.999, gt=0, lt=1)
+    patience: int = bounded(0, ge=0, note="(0 = off)")  # early stopping on val metric
     skip_nonfinite: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    val_threshold: float = 0.5
+    val_threshold: float = bounded(0.5, ge=0, le=1)
     aux_weight: float = 0.2
     log_images: int = 4
     deterministic: bool = True
@@ -134,17 +124,17 @@ class TuneConfig:
     chunk_size: int = 64  # OOF images per chunk
     top_thresholds: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # triplet rule: mask kept if pixels exceed it
     aux_gates: tuple[float, ...] = (0.0,)  # empty when aux-head prob is below (needs fold*/oof_aux.npy)
-    oof_tta: Literal["", "none", "hflip", "vflip", "hvflip", "d4"] = ""  # "" = training's OOF; else the TTA OOF written by `kseg predict --oof --tta NAME`
+    oof_tta: str = choice("kseg.tta:TTA_MODES", "", also=("",))  # "" = training's OOF; else the TTA OOF written by `kseg predict --oof --tta NAME`
 
 
 @dataclass(frozen=True)
 class PredictConfig:
-    tta: Literal["none", "hflip", "vflip", "hvflip", "d4"] = "none"
+    tta: str = choice("kseg.tta:TTA_MODES", "none")
     batch_size: int = 16
     folds: tuple[int, ...] = ()  # () = every fold found
     amp: bool = True
-    pseudo_confidence: float = 0.9
-    pseudo_min_fraction: float = 0.99
+    pseudo_confidence: float = bounded(0.9, ge=0.5, lt=1)
+    pseudo_min_fraction: float = bounded(0.99, ge=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -184,6 +174,11 @@ class Config:
     predict: PredictConfig = field(default_factory=PredictConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
+
+    def __post_init__(self) -> None:
+        warmup, epochs = self.sched.warmup_epochs, self.train.epochs
+        if not 0 <= warmup <= epochs:
+            raise out_of_range("sched.warmup_epochs", warmup, f"in [0, train.epochs={epochs}]")
 
     @property
     def run_dir(self) -> Path:
@@ -314,8 +309,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     raw = dict(raw)
     for text in overrides:
         key, value = parse_override(text)
-        tp = field_type(Config, key)  # raises for unknown keys
-        coerce(value, tp, key)  # type check early with the dotted key in the message
+        convert_key(Config, key, value)  # unknown keys, types and values fail early, naming the dotted key
         node = raw
         parts = key.split(".")
         for p in parts[:-1]:

@@ -26,8 +26,14 @@ from torch import nn
 from kseg import __version__
 from kseg.atomic import CorruptFileError, atomic_torch_save, torch_load
 from kseg.config import Config, config_from_dict, config_to_dict
+from kseg.registry import Registry
 
 log = logging.getLogger(__name__)
+
+ARCHS: Registry[type[nn.Module]] = Registry("model.arch")
+"""smp's architectures by class name (``Unet``, ``UnetPlusPlus`` ...), in smp's order; any case is accepted."""
+for _cls in smp.MODEL_ARCHITECTURES_MAPPING.values():
+    ARCHS.register(_cls.__name__, _cls)
 
 WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 _PREFIXES = ("module.", "net.", "encoder.", "model.")

@@ -124,7 +124,7 @@ class LrSchedule:
 
 
 ScheduleFactory = Callable[[Optimizer, Config, int], LrSchedule]
-SCHEDULERS: Registry[ScheduleFactory] = Registry("scheduler")
+SCHEDULERS: Registry[ScheduleFactory] = Registry("scheduler")  # config errors list them in this order
 
 
 def _params(cfg: Config, allowed: dict[str, Any]) -> dict[str, Any]:
@@ -143,14 +143,6 @@ def _none(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
     return LrSchedule(None, "none")
 
 
-@SCHEDULERS.register("cosine")
-def _cosine(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
-    p = _params(cfg, {"min_lr": 0.0})
-    total = cfg.train.epochs * steps_per_epoch
-    fn = WarmupCosine(_warmup_steps(cfg, steps_per_epoch), total, float(p["min_lr"]) / cfg.optim.lr)
-    return LrSchedule(LambdaLR(opt, fn), "step")
-
-
 @SCHEDULERS.register("onecycle")
 def _onecycle(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
     pct = cfg.sched.warmup_epochs / cfg.train.epochs if cfg.sched.warmup_epochs > 0 else 0.3
@@ -160,10 +152,11 @@ def _onecycle(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
     return LrSchedule(OneCycleLR(opt, max_lr=cfg.optim.lr, total_steps=total, **p), "step")
 
 
-@SCHEDULERS.register("step")
-def _step(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
-    p = _params(cfg, {"step_size": max(1, cfg.train.epochs // 3), "gamma": 0.1})
-    fn = WarmupStep(_warmup_steps(cfg, steps_per_epoch), float(p["step_size"]) * steps_per_epoch, float(p["gamma"]))
+@SCHEDULERS.register("cosine")
+def _cosine(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
+    p = _params(cfg, {"min_lr": 0.0})
+    total = cfg.train.epochs * steps_per_epoch
+    fn = WarmupCosine(_warmup_steps(cfg, steps_per_epoch), total, float(p["min_lr"]) / cfg.optim.lr)
     return LrSchedule(LambdaLR(opt, fn), "step")
 
 
@@ -173,6 +166,13 @@ def _plateau(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
         raise ConfigError("sched.warmup_epochs: plateau has no warmup; use cosine, onecycle or step for a warmup")
     p = _params(cfg, {"factor": 0.5, "patience": 2, "threshold": 1e-4, "min_lr": 0.0, "cooldown": 0})
     return LrSchedule(ReduceLROnPlateau(opt, mode="max", **p), "epoch")
+
+
+@SCHEDULERS.register("step")
+def _step(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
+    p = _params(cfg, {"step_size": max(1, cfg.train.epochs // 3), "gamma": 0.1})
+    fn = WarmupStep(_warmup_steps(cfg, steps_per_epoch), float(p["step_size"]) * steps_per_epoch, float(p["gamma"]))
+    return LrSchedule(LambdaLR(opt, fn), "step")
 
 
 def build_scheduler(cfg: Config, optimizer: Optimizer, steps_per_epoch: int) -> LrSchedule:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -15,8 +16,19 @@ class RegistryError(KeyError):
         return str(self.args[0])
 
 
+def unknown_name(key: str, value: object, choices: Sequence[str], case_sensitive: bool = False) -> str:
+    """``"key: 'vlaue' is not one of a, b; did you mean value?"`` (the hint only when one is close)."""
+    fold = (lambda s: s) if case_sensitive else str.lower
+    spelled = {fold(c): c for c in choices}
+    close = difflib.get_close_matches(fold(str(value)), list(spelled), n=1, cutoff=0.6)
+    hint = f"; did you mean {spelled[close[0]]}?" if close else ""
+    return f"{key}: {value!r} is not one of {', '.join(c or repr(c) for c in choices)}{hint}"
+
+
 class Registry(Generic[T]):
-    """Maps lower-case names to objects; ``get`` raises with the valid choices listed.
+    """Maps names (case-insensitive unless ``case_sensitive``) to objects; ``get`` raises with the choices listed.
+
+    The registered spelling and order are kept: ``choices()`` is what errors and config messages list.
 
     >>> LOSSES = Registry("loss")
     >>> @LOSSES.register("bce")
@@ -27,6 +39,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.case_sensitive = case_sensitive
         self._items: dict[str, T] = {}
+        self._spelling: dict[str, str] = {}
 
     def _key(self, name: str) -> str:
         return name if self.case_sensitive else name.lower()
@@ -39,18 +52,32 @@ class Registry(Generic[T]):
             if key in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[key] = o
+            self._spelling[key] = name
             return o
 
         return _add if obj is None else _add(obj)
 
+    def unknown(self, name: object, key: str | None = None) -> str:
+        """The message for an unknown ``name`` under config ``key`` (default: the kind): choices + closest."""
+        return unknown_name(key or self.kind, name, self.choices(), self.case_sensitive)
+
+    def canonical(self, name: str, key: str | None = None) -> str:
+        """The registered spelling of ``name`` (``unet`` -> ``Unet``); raises ``RegistryError`` naming ``key``."""
+        k = self._key(str(name))
+        if k not in self._items:
+            raise RegistryError(self.unknown(name, key))
+        return self._spelling[k]
+
     def get(self, name: str) -> T:
-        key = self._key(str(name))
-        if key not in self._items:
-            raise RegistryError(f"{self.kind}: {name!r} is not one of {', '.join(self.names())}")
-        return self._items[key]
+        return self._items[self._key(self.canonical(name))]
 
     def names(self) -> list[str]:
+        """Lookup keys, sorted (lower-case unless ``case_sensitive``)."""
         return sorted(self._items)
+
+    def choices(self) -> list[str]:
+        """Registered spellings in registration order."""
+        return list(self._spelling.values())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._key(name) in self._items

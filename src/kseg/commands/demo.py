@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kseg.config import load_config
 from kseg.data.rle import RleDialect
+from kseg.tta import tta_names
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true", help="the few-image version the end-to-end test runs")
     p.add_argument("--fast", action="store_true",
                    help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input")
-    p.add_argument("--tta", default="hflip",
+    p.add_argument("--tta", choices=tta_names(), default="hflip",
                    help="TTA of the predict stage; the OOF is re-predicted with it and tuned on (none: training's OOF)")
     p.add_argument("--no-kernel", action="store_true",
                    help="stop after validate (by default the demo competition also builds and rehearses its kernel)")

@@ -68,10 +68,10 @@ def _poll_arguments(p: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace, overrides: list[str], runs: list[str] | None) -> int:
     from kseg.infer.checkpoints import parse_folds
     from kseg.kernel.build import build_kernel, size_table
-    from kseg.tta import tta_names
+    from kseg.tta import TTA_MODES
 
-    if args.tta is not None and args.tta not in tta_names():
-        raise ValueError(f"--tta: {args.tta!r} is not one of {', '.join(tta_names())}")
+    if args.tta is not None and args.tta not in TTA_MODES.names():
+        raise ValueError(TTA_MODES.unknown(args.tta, "--tta"))
     cfg = load_config(args.config, overrides)
     result = build_kernel(cfg, runs=runs, folds=parse_folds(args.folds), tta=args.tta,
                           wheels=() if args.no_wheels else None, user=args.user,

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from kseg.config import Config
-from kseg.typed import ConfigError
+from kseg.typed import ConfigError, validate
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +64,11 @@ def check_encoder(name: str) -> None:
 
 
 def check_values(cfg: Config) -> None:
-    """Range checks the types cannot express; ``ConfigError`` names the key, the value and the valid range."""
-    d, t, o = cfg.data, cfg.train, cfg.optim
-    rules = [
-        ("data.batch_size", d.batch_size, d.batch_size >= 1, ">= 1"),
-        ("data.val_batch_size", d.val_batch_size, d.val_batch_size >= 0, ">= 0 (0 = 2 x batch_size)"),
-        ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
-        ("data.n_folds", d.n_folds, d.n_folds >= 2, ">= 2"),
-        ("data.image_size", list(d.image_size), min(d.image_size) >= 1, "two sizes >= 1"),
-        ("train.epochs", t.epochs, t.epochs >= 1, ">= 1"),
-        ("train.accumulate", t.accumulate, t.accumulate >= 1, ">= 1"),
-        ("train.clip_grad", t.clip_grad, t.clip_grad >= 0, ">= 0 (0 = off)"),
-        ("train.patience", t.patience, t.patience >= 0, ">= 0 (0 = off)"),
-        ("train.ema_decay", t.ema_decay, 0 < t.ema_decay < 1, "in (0, 1)"),
-        ("train.val_threshold", t.val_threshold, 0 <= t.val_threshold <= 1, "in [0, 1]"),
-        ("optim.lr", o.lr, o.lr > 0, "> 0"),
-        ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
-        ("sched.warmup_epochs", cfg.sched.warmup_epochs, 0 <= cfg.sched.warmup_epochs <= t.epochs,
-         f"in [0, train.epochs={t.epochs}]"),
-    ]  # fmt: skip
-    for key, value, ok, valid in rules:
-        if not ok:
-            raise ConfigError(f"{key}: {value!r} is out of range; valid: {valid}")
+    """The value rules declared at each config field (run on load; again here for configs built in code).
+
+    Cross-field rules (``Config``, ``TrainConfig.__post_init__``) run whenever a config is constructed.
+    """
+    validate(cfg)
 
 
 def check_input_size(cfg: Config, model: torch.nn.Module) -> None:
