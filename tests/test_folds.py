@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +8,16 @@ import pandas as pd
 import pytest
 
 from kseg.config import load_config
-from kseg.data.dataset import fold_split, read_folds
-from kseg.data.folds import assign_folds, fold_units, group_folds, stratification_targets, write_folds
+from kseg.data.folds import (
+    assign_folds,
+    check_folds,
+    fold_split,
+    fold_units,
+    group_folds,
+    read_folds,
+    stratification_targets,
+    write_folds,
+)
 
 from conftest import REPO, shared_dataset
 
@@ -126,3 +135,23 @@ def test_read_only_data_folder_gets_local_folds_file(demo_root: Path, tmp_path: 
         assert (tmp_path / "input/demo/folds.csv").is_file() and not (ro / "folds.csv").exists()
     finally:
         ro.chmod(0o755)
+
+
+def test_check_folds_stale_ids_skip_mode_and_pseudo_images(demo_cfg, caplog) -> None:
+    write_folds(demo_cfg)
+    folds = read_folds(demo_cfg)
+    ids = folds.image_id.tolist()
+    labels = pd.DataFrame({"image_id": ids, "source": "train"})
+    pseudo = pd.DataFrame({"image_id": ["test1.jpg", "test2.jpg"], "source": "pseudo"})
+    with_pseudo = pd.concat([labels, pseudo], ignore_index=True)
+    assert check_folds(folds, with_pseudo, demo_cfg).equals(folds)  # pseudo images need no fold
+    train, val = fold_split(demo_cfg, 0, with_pseudo)
+    assert train[-2:] == ["test1.jpg", "test2.jpg"] and not {"test1.jpg", "test2.jpg"} & set(val)  # training only
+    with pytest.raises(ValueError, match=rf"row 2: image '{ids[0]}' is not a training image .* \(1 such rows\)"):
+        check_folds(folds, labels.iloc[1:], demo_cfg)
+    with pytest.raises(ValueError, match=rf"training image '{ids[0]}' of .* has no fold \(1 images missing\)"):
+        check_folds(folds.iloc[1:], labels, demo_cfg)
+    skip = demo_cfg.replace(data=dataclasses.replace(demo_cfg.data, on_bad_image="skip"))
+    with caplog.at_level("WARNING", logger="kseg.data.folds"):
+        kept = check_folds(folds, labels.iloc[1:], skip)  # an image whose file is gone: dropped, logged
+    assert kept.image_id.tolist() == ids[1:] and "skipping 1 image(s)" in caplog.text

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from kseg.cli import main
-from kseg.data.dataset import fold_split, read_folds, read_labels
+from kseg.data.dataset import read_labels
+from kseg.data.folds import fold_split, read_folds
 from kseg.tune.run import tune
 
 from _reliab import DEMO_YAML, overrides, tiny_cfg

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_folds(text: str, cfg: Config) -> list[int]:
     """``all`` -> the folds present in folds.csv; ``K`` or ``K1,K2`` -> those folds (checked)."""
-    from kseg.data.dataset import read_folds
+    from kseg.data.folds import read_folds
 
     available = sorted(set(read_folds(cfg).fold.tolist()))
     if text.strip().lower() == "all":

@@ -2,5 +2,5 @@
 
 - ``rle``: the RLE codec and its per-competition dialects (``RleDialect``);
 - ``images``: image and mask reading; ``geometry``: fitting images to the model size and back;
-- ``dataset``: labels, fold readers and the torch ``Dataset``; ``folds``: writing stratified folds.
+- ``dataset``: labels and the torch ``Dataset``; ``folds``: ``folds.csv``, written (stratified) and read back.
 """

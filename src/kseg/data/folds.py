@@ -1,5 +1,6 @@
-"""Stratified K folds over class presence and mask-area bucket (grouped when the spec says so: groups stay
-whole, folds balance images, not groups)."""
+"""``folds.csv``: written here (stratified K folds over class presence and mask-area bucket, grouped when the
+spec says so: groups stay whole, folds balance images, not groups) and read back here (``read_folds``, checked
+against the labels by ``check_folds``, split by ``fold_split``) by every stage."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from kseg.atomic import atomic_write_text
+from kseg.competition import read_csv
 from kseg.config import Config
-from kseg.data.dataset import folds_id_column, read_labels
+from kseg.data.dataset import PSEUDO, read_labels
 from kseg.data.rle import KAGGLE, RleDialect, rle_area
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def assign_folds(targets: np.ndarray, n_folds: int, seed: int, groups: np.ndarra
     balances the folds' image counts (not their group counts) and the targets' image counts.
     """
     if groups is None:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # scikit-learn: only when folds are made
+
         if len(targets) < n_folds:
             raise ValueError(f"data.n_folds={n_folds} but only {len(targets)} images")
         splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -139,3 +142,85 @@ def write_folds(cfg: Config, force: bool = False) -> tuple[pd.DataFrame, pd.Data
     atomic_write_text(path, out.to_csv(index=False))
     log.info("wrote %s (%d images, %d folds)", path, len(out), cfg.data.n_folds)
     return folds, fold_table(folds, targets, cfg.competition.classes)
+
+
+# --------------------------------------------------------------------------- reading folds.csv
+
+
+def folds_id_column(cfg: Config) -> str:
+    """Name of the image-id column of folds.csv (the train csv's id column, or ImageId)."""
+    csv = cfg.competition.train
+    return csv.id_column if csv.format in ("single", "long") else "ImageId"
+
+
+def read_folds(cfg: Config) -> pd.DataFrame:
+    """``folds.csv`` as columns (image_id, fold); errors name the row and say how to recreate it.
+
+    Every fold must be an integer in ``0 .. data.n_folds - 1`` and every image must appear once.
+    """
+    path = cfg.folds_path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `kseg folds -c <config>` first")
+    df = read_csv(path)
+    col = folds_id_column(cfg)
+    if col not in df.columns or "fold" not in df.columns:
+        raise ValueError(f"{path}: expected columns {col!r}, 'fold'; got {list(df.columns)}")
+    redo = "rerun `kseg folds -c <config> --force` (or fix the file)"
+    fold = pd.to_numeric(df["fold"], errors="coerce")
+    n = cfg.data.n_folds
+    bad = fold.isna() | (fold != fold.round()) | (fold < 0) | (fold >= n)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{path}: row {row + 2}: fold {df['fold'].iloc[row]!r} of image {df[col].iloc[row]!r} is not "
+                         f"an integer in 0..{n - 1} (data.n_folds={n}); {redo}")  # fmt: skip
+    out = pd.DataFrame({"image_id": df[col].astype(str), "fold": fold.astype(int)})
+    dup = out.image_id.duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        first = out.image_id.iloc[rows[0]]
+        twice = rows[(out.image_id.iloc[rows] == first).to_numpy()]
+        raise ValueError(f"{path}: image {first!r} is listed more than once (rows {', '.join(str(r + 2) for r in twice)}, "
+                         f"folds {', '.join(str(out.fold.iloc[r]) for r in twice)}); {redo}")  # fmt: skip
+    return out
+
+
+def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Raise when ``folds.csv`` and the training labels disagree: an id in only one of them (stale folds).
+
+    With ``data.on_bad_image=skip`` ids without labels (in a long-format csv: image files that are gone)
+    are logged and dropped instead; returns the folds to use.
+    """
+    train = labels.image_id[labels.source != PSEUDO] if "source" in labels else labels.image_id
+    where = cfg.data_root / cfg.competition.train_csv
+    redo = "folds.csv was made for other data: rerun `kseg folds -c <config> --force`"
+    extra = ~folds.image_id.isin(train)
+    if extra.any() and cfg.data.on_bad_image == "skip":
+        log.warning("skipping %d image(s) of %s with no training label or file (data.on_bad_image=skip): %s",
+                    int(extra.sum()), cfg.folds_path, folds.image_id[extra].tolist()[:5])  # fmt: skip
+        folds = folds[~extra]
+    elif extra.any():
+        row = int(np.flatnonzero(extra.to_numpy())[0])
+        raise ValueError(f"{cfg.folds_path}: row {row + 2}: image {folds.image_id.iloc[row]!r} is not a training image "
+                         f"of {where} ({int(extra.sum())} such rows); {redo}")  # fmt: skip
+    missing = ~train.isin(folds.image_id)
+    if missing.any():
+        raise ValueError(f"{cfg.folds_path}: training image {train[missing].iloc[0]!r} of {where} has no fold "
+                         f"({int(missing.sum())} images missing); {redo}")  # fmt: skip
+    return folds
+
+
+def fold_split(cfg: Config, fold: int, labels: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
+    """(train_ids, val_ids) of ``fold``; pseudo-labelled images only ever go to training.
+
+    With ``labels`` the fold table is first checked against them (``check_folds``).
+    """
+    folds = read_folds(cfg)
+    if labels is not None:
+        folds = check_folds(folds, labels, cfg)
+    if fold not in set(folds.fold):
+        raise ValueError(f"fold {fold} is not in {cfg.folds_path} (folds: {sorted(set(folds.fold))})")
+    val = folds.image_id[folds.fold == fold].tolist()
+    train = folds.image_id[folds.fold != fold].tolist()
+    if labels is not None and "source" in labels:
+        train += labels.image_id[labels.source == PSEUDO].tolist()
+    return train, val

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kseg.config import Config
-from kseg.data.dataset import fold_split
+from kseg.data.folds import fold_split
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.stream import predict_images

@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from kseg.config import Config, config_to_dict, save_config
-from kseg.data.dataset import fold_split, read_labels
+from kseg.data.dataset import read_labels
+from kseg.data.folds import fold_split
 from kseg.data.geometry import submission_size
 from kseg.losses import build_loss
 from kseg.metrics import score_from_stats

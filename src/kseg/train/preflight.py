@@ -184,7 +184,7 @@ def check_space(folder: Path, need: int, freed: int = 0) -> None:
 
 def check_output(cfg: Config, folds: Sequence[int], model: torch.nn.Module) -> None:
     """``runs/<exp>/`` is writable and its disk holds the artefacts of ``folds`` (existing ones are replaced)."""
-    from kseg.data.dataset import read_folds
+    from kseg.data.folds import read_folds
 
     check_writable(cfg.run_dir)
     table = read_folds(cfg)

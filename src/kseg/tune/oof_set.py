@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from kseg.config import Config
-from kseg.data.dataset import decode_masks, read_folds, read_labels
+from kseg.data.dataset import decode_masks, read_labels
+from kseg.data.folds import read_folds
 from kseg.data.geometry import resize_masks
 from kseg.data.images import image_size
 from kseg.train.oof_store import oof_files
