@@ -1,5 +1,5 @@
 """Miniature competitions vs the real layouts: folders, file names, id formats, image formats and sizes,
-csv columns and row conventions, line endings; plus the shipped seed-recipe configs and ``kseg demo``."""
+csv columns and row conventions, line endings; plus the shipped seed-recipe configs (``kseg demo`` itself: test_commands_demo.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 
 from kseg.competition import list_test_ids, read_csv, read_train_labels
@@ -368,27 +367,3 @@ def test_seed_recipes() -> None:
     assert tgs2.data == tgs.data and tgs2.tune == tgs.tune and tgs2.optim.lr < tgs.optim.lr
     clouds = load_config(REPO / "configs/clouds/fpn-effb0.yaml")
     assert (clouds.model.arch, clouds.model.encoder) == ("FPN", "efficientnet-b0")
-
-
-# --------------------------------------------------------------------------- kseg demo
-
-
-def test_demo_command_names_and_unknown_competition(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from kseg.cli import main
-    from kseg.commands.demo import COMPETITIONS
-
-    assert sorted(COMPETITIONS) == ALL
-    assert main(["demo", "--competition", "kaggle-nope", "--out", str(tmp_path / "x")]) == 1
-    assert not (tmp_path / "x").exists()
-
-
-def test_demo_command_stage_list(tmp_path: Path) -> None:
-    from kseg.commands.demo import stage_commands
-
-    stages = stage_commands(Path("c.yaml"), tmp_path, ["train.epochs=1"], "none", Path("s.csv"))
-    assert [s[0] for s in stages] == ["folds", "train", "tune", "predict", "validate"]
-    assert stages[3][stages[3].index("--out") + 1] == "s.csv" and "s.csv" in stages[4]
-    assert all(f"data.root={tmp_path}" in s and s[-1] == "train.epochs=1" for s in stages)
-    with_oof = stage_commands(Path("c.yaml"), tmp_path, [], "hflip", Path("s.csv"), oof_tta="hflip")
-    assert [s[0] for s in with_oof] == ["folds", "train", "predict", "tune", "predict", "validate"]
-    assert with_oof[2][with_oof[2].index("--tta") + 1] == "hflip" and "--oof" in with_oof[2]

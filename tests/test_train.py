@@ -1,10 +1,9 @@
-"""kseg train on the synthetic demo: artefact contract, metric, OOF store, wandb offline, helpers."""
+"""kseg train on the synthetic demo: artefact contract, metric, OOF, early stopping, select, wandb offline."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 
 import numpy as np
@@ -15,15 +14,11 @@ import torch
 import kseg.train.fit as fit_module
 from kseg.cli import main
 from kseg.config import read_saved_config
-from kseg.data.dataset import SegDataset, read_labels
 from kseg.models import build_model, load_checkpoint
 from kseg.train.fit import train_fold
-from kseg.train.data import EpochSeeded
 from kseg.train.loop import _group_sizes
-from kseg.train.oof_store import OofWriter, merge_parts, read_oof, write_ids
-from kseg.train.seed import rng_state, set_rng_state
+from kseg.train.oof_store import read_oof
 from kseg.train.state import METRIC_COLUMNS
-from kseg.train.truth import restore_batch, truth_masks
 
 from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_ids
 
@@ -177,78 +172,6 @@ def _read_when(path, needle: bytes, timeout: float = 20.0) -> bytes:
 # --------------------------------------------------------------------------- helpers
 
 
-def test_truth_masks_centre_aligned_resize_by_hand():
-    # 2x4 masks, column-major 1-indexed RLE: "3 2" = column 1 (both rows); "5 1" = row 0, column 2
-    full = truth_masks(["3 2", "5 1"], (2, 4), (2, 4))
-    assert full.tolist() == [[[0, 1, 0, 0], [0, 1, 0, 0]], [[0, 0, 1, 0], [0, 0, 0, 0]]]
-    # 2x4 -> 1x2: class 0 covers half of the left 2x2 block (kept), class 1 a quarter of the right one (not)
-    small = truth_masks(["3 2", "5 1"], (2, 4), (1, 2))
-    assert small.dtype == np.uint8 and small.tolist() == [[[1, 0]], [[0, 0]]]
-    # columns 0 and 1 of two classes split the left block half and half: both keep it, unless exclusive
-    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2)).tolist() == [[[1, 0]], [[1, 0]]]
-    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2), exclusive=True).tolist() == [[[1, 0]], [[0, 0]]]
-    big = truth_masks(["3 2", "5 1"], (2, 4), (4, 8))
-    assert big[1].sum() == 4 and big[1][:2, 4:6].all()
-
-
-def test_restore_batch_requires_one_submission_size(demo_cfg):
-    cfg = demo_cfg.replace(competition=demo_cfg.competition.__class__(
-        **{**demo_cfg.competition.__dict__, "submission_size": None}))  # fmt: skip
-    probs = torch.rand(2, 4, 8, 8)
-    out, size = restore_batch(probs, [(16, 16), (16, 16)], cfg)
-    assert out.shape == (2, 4, 16, 16) and size == (16, 16)
-    with pytest.raises(ValueError, match="image b: submission size"):
-        restore_batch(probs, [(16, 16), (8, 16)], cfg, ids=["a", "b"])
-
-
-def test_oof_writer_streams_and_commits_atomically(tmp_path):
-    target = tmp_path / "oof.npy"
-    w = OofWriter(target, (3, 1, 2, 2))
-    w.write(0, np.full((2, 1, 2, 2), 7, np.uint8))
-    assert not target.exists()
-    with pytest.raises(RuntimeError, match="2 of 3 rows"):
-        w.commit()
-    w.write(2, np.full((1, 1, 2, 2), 9, np.uint8))
-    w.commit()
-    arr = np.load(target, mmap_mode="r")
-    assert arr[:, 0, 0, 0].tolist() == [7, 7, 9] and sorted(p.name for p in tmp_path.iterdir()) == ["oof.npy"]
-    w2 = OofWriter(target, (1, 1, 2, 2))
-    w2.discard()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["oof.npy"]
-
-
-def test_merge_parts_puts_rank_rows_in_place(tmp_path):
-    parts = []
-    for rank, rows in enumerate([[0, 2, 4], [1, 3]]):
-        w = OofWriter(tmp_path / f"p{rank}.npy", (len(rows), 1, 1, 1))
-        w.write(0, np.array(rows, np.uint8).reshape(-1, 1, 1, 1) * 10)
-        parts.append((w.close(), rows))
-    merge_parts(parts, tmp_path / "oof.npy", 5, chunk=2)
-    assert np.load(tmp_path / "oof.npy").ravel().tolist() == [0, 10, 20, 30, 40]
-    write_ids(tmp_path / "oof_ids.csv", list("abcde"))
-    assert read_oof(tmp_path)[1] == list("abcde")
-
-
-def test_augment_seeding_is_per_sample_and_uncorrelated(demo_root, tmp_path):
-    cfg = tiny_config(demo_root, tmp_path, "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, "
-                      "{name: VerticalFlip, params: {p: 0.5}}]")  # fmt: skip
-    labels = read_labels(cfg)
-    ds = EpochSeeded(SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=True), seed=3)
-    plain = SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=False)[0]["image"]
-    flips = []
-    for epoch in range(24):
-        a, b = ds[(epoch, 0)]["image"], ds[(epoch, 0)]["image"]
-        assert torch.equal(a, b)  # same (epoch, index) -> same augmentation
-        flips.append((torch.equal(a, plain.flip(-1)) or torch.equal(a, plain.flip(-1, -2)),
-                      torch.equal(a, plain.flip(-2)) or torch.equal(a, plain.flip(-1, -2))))  # fmt: skip
-    assert len(set(flips)) >= 3  # h and v flips vary independently (albumentations' seed= makes them equal)
-
-
-def test_group_sizes_and_rng_round_trip(tmp_path):
+def test_group_sizes():
     assert _group_sizes(5, 2) == [2, 2, 2, 2, 1]
     assert _group_sizes(3, 1) == [1, 1, 1]
-    state = rng_state()
-    torch.save(state, tmp_path / "rng.pt")
-    a = (random.random(), np.random.rand(), torch.rand(1).item())
-    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a

@@ -1,4 +1,7 @@
-"""kseg tune: vectorized grid search vs a brute-force reference, CV arithmetic, OOF ensembling, CLI."""
+"""kseg tune: vectorized grid search vs a brute-force reference, OOF sets and ensembling, truth, CLI.
+
+The grid, the score table and the per-cell statistics have their own tests (test_tune_grid.py,
+test_tune_search.py, test_tune_stats.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ from kseg.postprocess import ClassParams, apply_postprocess_batch, default_param
 from kseg.tune.oof_set import OOFSet, Truth, find_folds, load_oof
 from kseg.tune.report import grid_frame, postprocess_dict, write_outputs
 from kseg.tune.run import tune
-from kseg.tune.search import ScoreTable
 
 H, W, C = 20, 24, 2
 GRID = {
@@ -171,70 +173,6 @@ def test_chunk_size_does_not_change_results(tmp_path):
     np.testing.assert_array_equal(a.table.counts, b.table.counts)
 
 
-def test_score_table_cross_validation_hand_computed():
-    """2 folds x 2 cells: both cells tie overall (first wins), but each fold prefers the other one."""
-    t = ScoreTable(num_classes=1, num_folds=2, num_cells=2)
-    t.add_images(np.array([0, 0, 1, 1]))
-    # per-image scores [cells, n]: fold0 images 0,1 ; fold1 images 2,3
-    scores = np.array([[1.0, 1.0, 0.25, 0.25], [0.5, 0.5, 0.75, 0.75]])
-    t.add(0, np.array([0, 0, 1, 1]), scores, default=np.array([0.5, 0.5, 0.5, 0.5]))
-    ch = t.choose(0)
-    assert ch.cell == 0 and ch.score_tuned == pytest.approx(2.5 / 4)
-    # held fold0: chosen on fold1 -> cell 1 -> 0.5 + 0.5; held fold1: chosen on fold0 -> cell 0 -> 0.25 + 0.25
-    assert ch.cv_cells == (1, 0)
-    assert ch.score_cv == pytest.approx(1.5 / 4)
-    assert ch.score_default == pytest.approx(0.5)
-
-
-def test_tie_rank_default_first_then_most_conservative():
-    from kseg.tune.grid import Grid
-
-    g = Grid(thresholds=(0.3, 0.5, 0.7), min_sizes=(0, 10))  # cells (0.3,0) (0.3,10) (0.5,0) (0.5,10) (0.7,0) (0.7,10)
-    assert g.default_cell() == 2
-    # default (0.5, 0) first, then threshold descending, min size descending within a threshold
-    np.testing.assert_array_equal(g.tie_rank(), [5, 4, 0, 3, 2, 1])
-    # gates and the triplet axis: a gate of 0 (off) and no triplet rule (None) are the least strict values
-    g = Grid(thresholds=(0.5,), max_prob_gates=(0.0, 0.9), top_thresholds=(None, 0.8))  # (g, top) in C order
-    np.testing.assert_array_equal(g.tie_rank(), [0, 3, 2, 1])
-    g = Grid(thresholds=(0.4, 0.6), min_sizes=(0, 5))
-    assert g.default_cell() is None
-    np.testing.assert_array_equal(g.tie_rank(), [3, 2, 1, 0])  # (0.6, 5) most conservative
-
-
-def test_score_table_ties_prefer_default_then_conservative_hand_built():
-    """6 cells of thresholds (0.3, 0.5, 0.7) x min sizes (0, 10), 2 folds x 2 images, with ties."""
-    from kseg.tune.grid import Grid
-    from kseg.tune.search import best_cell
-
-    grid = Grid(thresholds=(0.3, 0.5, 0.7), min_sizes=(0, 10))
-    t = ScoreTable(num_classes=1, num_folds=2, num_cells=grid.size, tie_rank=grid.tie_rank())
-    folds = np.array([0, 0, 1, 1])
-    t.add_images(folds)
-    scores = np.array([
-        [0.5, 0.5, 1.0, 1.0],    # 0 (0.3, 0):  fold0 1.0, fold1 2.0, total 3.0
-        [0.5, 0.5, 1.0, 1.0],    # 1 (0.3, 10): the same
-        [1.0, 1.0, 0.5, 0.5],    # 2 (0.5, 0) default: fold0 2.0, fold1 1.0, total 3.0
-        [0.25, 0.25, 0.25, 0.25],  # 3 (0.5, 10): total 1.0
-        [1.0, 1.0, 0.0, 0.0],    # 4 (0.7, 0):  fold0 2.0, fold1 0.0
-        [1.0, 1.0, 0.0, 0.0],    # 5 (0.7, 10): the same
-    ])  # fmt: skip
-    t.add(0, folds, scores, default=scores[2])
-    ch = t.choose(0)
-    assert ch.cell == 2  # cells 0, 1, 2 tie at 3.0: the default wins (grid order would pick cell 0)
-    # held fold0, chosen on fold1: cells 0 and 1 tie at 2.0 -> the larger min size, cell 1 (fold0 score 1.0)
-    # held fold1, chosen on fold0: cells 2, 4, 5 tie at 2.0 -> the default, cell 2 (fold1 score 1.0)
-    assert ch.cv_cells == (1, 2)
-    assert ch.score_cv == pytest.approx(2.0 / 4) and ch.score_tuned == pytest.approx(3.0 / 4)
-    sums = np.array([0.0, 0.0, 0.0, 2.0, 2.0, 1.0])  # (0.5, 10) ties (0.7, 0): the higher threshold wins
-    assert best_cell(sums, 4, grid.tie_rank()) == 4 and best_cell(sums, 4) == 3
-    near = np.array([0.0, 2.0, 2.0 - 1e-12, 0.0, 0.0, 0.0])  # within the tolerance: still a tie -> default
-    assert best_cell(near, 4, grid.tie_rank()) == 2
-    apart = np.array([0.0, 2.0, 2.0 - 1e-6, 0.0, 0.0, 0.0])  # beyond it: the better score wins
-    assert best_cell(apart, 4, grid.tie_rank()) == 1
-    with pytest.raises(ValueError, match="tie_rank"):
-        ScoreTable(1, 2, 6, tie_rank=np.arange(5))
-
-
 def test_single_fold_has_no_cv(tmp_path):
     truth, probs, aux = _random_case(np.random.default_rng(5), 6)
     cfg, ids, _ = _write_competition(tmp_path, truth, "dice", n_folds=1)
@@ -359,26 +297,3 @@ def test_cli_runs_argument_takes_trailing_overrides(demo_cfg, tmp_path, capsys):
     data = json.loads((demo_cfg.run_dir / "postprocess.json").read_text())
     assert data["grid"]["thresholds"] == [0.4] and not list(demo_cfg.run_dir.glob("*.png"))
     capsys.readouterr()
-
-
-def test_grid_from_config_order_and_errors():
-    from kseg.config import TuneConfig
-    from kseg.tune.grid import Grid
-
-    g = Grid.from_config(TuneConfig(thresholds=(0.4, 0.6), min_sizes=(0, 8), triplet=True, top_thresholds=(0.9,)))
-    assert g.shape == (2, 2, 1, 1, 1, 2) and g.size == 8
-    # C order: the last axis (top threshold, None first) varies fastest
-    assert g.params(0) == ClassParams(threshold=0.4)
-    assert g.params(1) == ClassParams(threshold=0.4, top_threshold=0.9)
-    assert g.params(2) == ClassParams(threshold=0.4, min_size=8)
-    assert g.params(7) == ClassParams(threshold=0.6, min_size=8, top_threshold=0.9)
-    assert g.cells()[5] == g.params(5)
-    assert Grid.from_config(TuneConfig(triplet=False, top_thresholds=(0.9,))).top_thresholds == (None,)
-    for kwargs, words in [
-        ({"thresholds": ()}, "tune.thresholds: no values"),
-        ({"thresholds": (0.5, 0.5)}, "tune.thresholds: duplicate"),
-        ({"thresholds": (0.5,), "min_sizes": (-1,)}, "tune.min_sizes: min_size"),
-        ({"thresholds": (1.5,)}, "tune.thresholds: threshold"),
-    ]:
-        with pytest.raises(ValueError, match=words):
-            Grid(**kwargs)

@@ -1,0 +1,33 @@
+"""kseg.train.truth: ground truth at the submission size and restoring predictions to it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kseg.train.truth import restore_batch, truth_masks
+
+
+def test_truth_masks_centre_aligned_resize_by_hand():
+    # 2x4 masks, column-major 1-indexed RLE: "3 2" = column 1 (both rows); "5 1" = row 0, column 2
+    full = truth_masks(["3 2", "5 1"], (2, 4), (2, 4))
+    assert full.tolist() == [[[0, 1, 0, 0], [0, 1, 0, 0]], [[0, 0, 1, 0], [0, 0, 0, 0]]]
+    # 2x4 -> 1x2: class 0 covers half of the left 2x2 block (kept), class 1 a quarter of the right one (not)
+    small = truth_masks(["3 2", "5 1"], (2, 4), (1, 2))
+    assert small.dtype == np.uint8 and small.tolist() == [[[1, 0]], [[0, 0]]]
+    # columns 0 and 1 of two classes split the left block half and half: both keep it, unless exclusive
+    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2)).tolist() == [[[1, 0]], [[1, 0]]]
+    assert truth_masks(["1 2", "3 2"], (2, 4), (1, 2), exclusive=True).tolist() == [[[1, 0]], [[0, 0]]]
+    big = truth_masks(["3 2", "5 1"], (2, 4), (4, 8))
+    assert big[1].sum() == 4 and big[1][:2, 4:6].all()
+
+
+def test_restore_batch_requires_one_submission_size(demo_cfg):
+    cfg = demo_cfg.replace(competition=demo_cfg.competition.__class__(
+        **{**demo_cfg.competition.__dict__, "submission_size": None}))  # fmt: skip
+    probs = torch.rand(2, 4, 8, 8)
+    out, size = restore_batch(probs, [(16, 16), (16, 16)], cfg)
+    assert out.shape == (2, 4, 16, 16) and size == (16, 16)
+    with pytest.raises(ValueError, match="image b: submission size"):
+        restore_batch(probs, [(16, 16), (8, 16)], cfg, ids=["a", "b"])
