@@ -42,7 +42,22 @@ def test_unknown_name_lists_the_choices_and_is_a_key_error():
     with pytest.raises(RegistryError) as info:
         reg.get("cosin")
     assert isinstance(info.value, KeyError)
-    assert str(info.value) == "scheduler: 'cosin' is not one of cosine, onecycle"  # not quoted like a KeyError
+    # not quoted like a KeyError; the closest name is suggested
+    assert str(info.value) == "scheduler: 'cosin' is not one of cosine, onecycle; did you mean cosine?"
+    with pytest.raises(RegistryError) as info:
+        reg.get("step")
+    assert str(info.value) == "scheduler: 'step' is not one of cosine, onecycle"  # nothing close: no hint
+    assert reg.unknown("x", key="sched.name") == "sched.name: 'x' is not one of cosine, onecycle"
+
+
+def test_canonical_spelling_and_choices_in_registration_order():
+    reg: Registry[int] = Registry("architecture")
+    reg.register("UnetPlusPlus", 1)
+    reg.register("FPN", 2)
+    assert reg.choices() == ["UnetPlusPlus", "FPN"] and reg.names() == ["fpn", "unetplusplus"]
+    assert reg.canonical("fpn") == "FPN" and reg.canonical("unetplusplus") == "UnetPlusPlus"
+    with pytest.raises(RegistryError, match=r"model.arch: 'FNP' is not one of UnetPlusPlus, FPN; did you mean FPN\?"):
+        reg.canonical("FNP", key="model.arch")
 
 
 def test_a_name_registers_once():
