@@ -149,7 +149,7 @@ class WandbConfig:
 class KernelConfig:
     slug: str = ""  # dataset slug; '' -> kseg-<experiment>
     title: str = ""  # kernel title; '' -> the kernel slug
-    wheels: tuple[str, ...] = ("segmentation-models-pytorch", "timm", "albumentations")
+    wheels: tuple[str, ...] = ("segmentation-models-pytorch", "timm", "albumentations", "iterative-stratification")
     dir: str = "kernels"  # build outputs: <dir>/<experiment>/{dataset,kernel}/
     kernel_slug: str = ""  # '' -> slug of title when set, else <slug>-infer
     dataset_title: str = ""  # '' -> the dataset slug
