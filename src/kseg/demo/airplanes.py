@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from kseg.demo.common import Encoder, sample_rows, smooth_noise, to_uint8, unique_hex, write_csv, write_image
+from kseg.demo.common import Encoder, sample_rows, smooth_noise, to_uint8, train_test_ids, write_csv, write_image
 
 
 def _airplane(cx: float, cy: float, size: float, angle: float) -> list[np.ndarray]:
@@ -36,9 +36,7 @@ def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
     root = Path(root)
     rng = np.random.default_rng(seed)
     size = 512
-    ids = unique_hex(rng, n_train + n_test, 8)
-    rng.shuffle(ids)
-    train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
+    train_ids, test_ids = train_test_ids(rng, n_train, n_test, 8)
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
         for k, image_id in enumerate(split_ids):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from kseg.demo.common import Encoder, sample_rows, smooth_noise, unique_hex, write_csv, write_gif_mask, write_image
+from kseg.demo.common import Encoder, sample_rows, smooth_noise, train_test_ids, write_csv, write_gif_mask, write_image
 
 CARVANA_ANGLES = 16
 
@@ -80,9 +80,7 @@ def write_carvana(
     root = Path(root)
     rng = np.random.default_rng(seed)
     h, w = 1280, 1918
-    cars = unique_hex(rng, n_train + n_test, 12)
-    rng.shuffle(cars)
-    train_cars, test_cars = sorted(cars[:n_train]), sorted(cars[n_train:])
+    train_cars, test_cars = train_test_ids(rng, n_train, n_test, 12)
     views = carvana_angles(angles)
     rows, test_files = [], []
     for split, split_cars in (("train", train_cars), ("test", test_cars)):
@@ -102,6 +100,6 @@ def write_carvana(
     write_csv(root / "sample_submission.csv", sample_rows(test_files, ["img", "rle_mask"], "1 1"))
     makes = [("Acura", "MDX"), ("Audi", "A4"), ("BMW", "3 Series"), ("Chevrolet", "Tahoe"), ("Ford", "F-150")]
     meta = [(car, 2010 + int(rng.integers(0, 8)), *makes[int(rng.integers(len(makes)))], "Base", "")
-            for car in sorted(cars)]  # fmt: skip
+            for car in sorted(train_cars + test_cars)]  # fmt: skip
     write_csv(root / "metadata.csv", pd.DataFrame(meta, columns=["id", "year", "make", "model", "trim1", "trim2"]))
     return root

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from kseg.demo.common import Encoder, smooth_noise, to_uint8, unique_hex, write_csv, write_image
+from kseg.demo.common import Encoder, smooth_noise, to_uint8, train_test_ids, write_csv, write_image
 
 CLOUD_LABELS = ("Fish", "Flower", "Gravel", "Sugar")
 _CLOUD_LEVEL = np.array([215.0, 175.0, 140.0, 110.0], dtype=np.float32)  # Fish, Flower, Gravel, Sugar
@@ -34,9 +34,7 @@ def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int
     rng = np.random.default_rng(seed)
     H, W, q = 1400, 2100, 4  # drawn at a quarter size, upsampled
     h, w = H // q, W // q
-    ids = unique_hex(rng, n_train + n_test, 7)
-    rng.shuffle(ids)
-    train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
+    train_ids, test_ids = train_test_ids(rng, n_train, n_test, 7)
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
         for k, image_id in enumerate(split_ids):

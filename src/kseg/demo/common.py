@@ -24,6 +24,13 @@ def unique_hex(rng: np.random.Generator, n: int, digits: int) -> list[str]:
     return sorted(out)
 
 
+def train_test_ids(rng: np.random.Generator, n_train: int, n_test: int, digits: int) -> tuple[list[str], list[str]]:
+    """(train ids, test ids), each sorted: ``n_train + n_test`` distinct hex ids shuffled, then split."""
+    ids = unique_hex(rng, n_train + n_test, digits)
+    rng.shuffle(ids)
+    return sorted(ids[:n_train]), sorted(ids[n_train:])
+
+
 def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
     """Write uint8/uint16 [H, W] gray or [H, W, 3] RGB to ``path`` (format from its suffix)."""
     path.parent.mkdir(parents=True, exist_ok=True)

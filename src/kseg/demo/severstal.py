@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kseg.demo.common import Encoder, unique_hex, write_csv, write_image
+from kseg.demo.common import Encoder, train_test_ids, write_csv, write_image
 from kseg.demo.synthetic import make_sample
 
 
@@ -20,9 +20,7 @@ def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
-    ids = unique_hex(rng, n_train + n_test, 9)
-    rng.shuffle(ids)
-    train_ids, test_ids = sorted(ids[:n_train]), sorted(ids[n_train:])
+    train_ids, test_ids = train_test_ids(rng, n_train, n_test, 9)
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
         for k, image_id in enumerate(split_ids):
