@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kseg.tune.grid import Grid
+from kseg.tune.grid import AXES, Grid
 from kseg.tune.stats import above_counts, class_grid_stats
 
 # image 0: a 2x2 blob (q=200) in the top left corner, a lone pixel (q=200) in the bottom right one and
@@ -38,7 +38,7 @@ GRID = Grid(
 
 def _cell(st, **params) -> tuple[list[int], list[int]]:
     """(pred_area, inter) per image of one cell, axes given by value (the rest at their first value)."""
-    axes = dict(zip(("threshold", "min_size", "min_area", "max_prob_gate", "aux_gate", "top_threshold"), GRID.axes))
+    axes = dict(zip(AXES, GRID.axes, strict=True))
     idx = tuple(values.index(params.get(axis, values[0])) for axis, values in axes.items())
     return st.pred_area[idx].tolist(), st.inter[idx].tolist()
 
