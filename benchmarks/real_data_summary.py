@@ -26,7 +26,7 @@ from kseg.train.truth import TruthTable
 def baseline(cfg, ids: list[str], shape: tuple[int, int]) -> tuple[str, float]:
     """Score of the better trivial prediction (all empty or all foreground) on the fold's images."""
     truth = TruthTable(cfg, read_labels(cfg))
-    masks = np.stack([truth.batch([i], [shape], shape)[0] for i in ids])
+    masks = np.stack([truth.masks([i], shape, [shape])[0] for i in ids])
     empty, full = np.zeros_like(masks), np.ones_like(masks)
     scores = {"all_empty": score(empty, masks, cfg.competition.metric), "all_foreground": score(full, masks, cfg.competition.metric)}
     name = max(scores, key=scores.get)

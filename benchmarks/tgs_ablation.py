@@ -22,7 +22,8 @@ import numpy as np
 from kseg.config import Config, load_config
 from kseg.metrics import per_item_scores
 from kseg.postprocess import apply_postprocess_batch
-from kseg.tune.oof_set import Truth, load_oof
+from kseg.train.truth import TruthTable
+from kseg.tune.oof_set import load_oof
 from kseg.tune.run import TuneResult, tune
 
 GATES = "tune.aux_gates=[0,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
@@ -73,14 +74,14 @@ def per_image_cv(cfg: Config, result: TuneResult) -> dict[str, float]:
     Their mean is the CV score; paired with another variant's they give the standard error of a difference.
     """
     oof = load_oof(cfg, [cfg.name])
-    truth = Truth(cfg, oof.shape[1:])  # type: ignore[arg-type]
+    truth = TruthTable(cfg)
     fold_pos = {f: i for i, f in enumerate(result.folds)}
     out: dict[str, float] = {}
     for chunk in oof.chunks(256):
         params = [result.grid.params(ch.cv_cells[fold_pos[chunk.fold]]) for ch in result.choices]
         aux = None if chunk.aux is None else chunk.aux.astype(np.float32) / np.float32(255)
         masks = apply_postprocess_batch(chunk.q, params, aux).astype(bool)
-        scores = per_item_scores(masks, truth.masks(chunk.ids), cfg.competition.metric).mean(axis=1)
+        scores = per_item_scores(masks, truth.masks(chunk.ids, oof.shape[1:]), cfg.competition.metric).mean(axis=1)
         out.update(zip(chunk.ids, scores.tolist()))
     mean = float(np.mean(list(out.values())))
     if abs(mean - result.score_cv) > 1e-6:

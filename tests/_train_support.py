@@ -57,6 +57,6 @@ def repredict(checkpoint: Path, cfg: Config, ids: list[str]) -> np.ndarray:
 
 def oof_score(oof: np.ndarray, cfg: Config, ids: list[str]) -> float:
     """The competition metric of uint8 OOF probabilities at threshold 0.5 against the training labels."""
-    truth = TruthTable(cfg, read_labels(cfg)).batch(ids, [tuple(cfg.competition.image_size)] * len(ids),
-                                                    tuple(oof.shape[2:]))  # fmt: skip
+    natives = [tuple(cfg.competition.image_size)] * len(ids)
+    truth = TruthTable(cfg, read_labels(cfg)).masks(ids, tuple(oof.shape[2:]), natives)
     return score(np.asarray(oof) > 127.5, truth, cfg.competition.metric)

@@ -21,7 +21,7 @@ from kseg.train.preflight import remove_stale_temps
 UMASKS = [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]
 
 
-class Boom(RuntimeError):
+class BoomError(RuntimeError):
     pass
 
 
@@ -91,23 +91,23 @@ def test_files_get_the_mode_of_a_plain_open(tmp_path: Path, umask: int) -> None:
 def test_failure_midway_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "sub.csv"
     target.write_text("old\n")
-    with pytest.raises(Boom), AtomicFile(target) as f:
+    with pytest.raises(BoomError), AtomicFile(target) as f:
         f.write("half of the new")
         f.flush()
-        raise Boom()
+        raise BoomError()
 
     def half(f):  # type: ignore[no-untyped-def]
         f.write(b"half")
-        raise Boom()
+        raise BoomError()
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         atomic_write_bytes(target, half)
-    with pytest.raises(Boom), atomic_path(target) as tmp:
+    with pytest.raises(BoomError), atomic_path(target) as tmp:
         tmp.write_text("half")
-        raise Boom()
+        raise BoomError()
     assert target.read_text() == "old\n" and leftovers(tmp_path) == []
-    with pytest.raises(Boom), AtomicFile(tmp_path / "new.csv") as f:  # no previous file: none appears
-        raise Boom()
+    with pytest.raises(BoomError), AtomicFile(tmp_path / "new.csv") as f:  # no previous file: none appears
+        raise BoomError()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]
 
 
@@ -116,14 +116,14 @@ def test_crash_at_the_rename_leaves_the_old_file_and_no_temp(tmp_path: Path, mon
     target.write_text("{}")
 
     def crash(src: object, dst: object) -> None:
-        raise Boom(f"rename {src} -> {dst}")
+        raise BoomError(f"rename {src} -> {dst}")
 
     monkeypatch.setattr(kseg.atomic.os, "replace", crash)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         atomic_write_text(target, '{"new": 1}')
     w = AtomicFile(target)
     w.file.write("x")
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         w.commit()
     monkeypatch.undo()
     assert target.read_text() == "{}" and leftovers(tmp_path) == []
@@ -145,7 +145,8 @@ def test_commit_and_abort_protocol(tmp_path: Path) -> None:
 
 
 def test_temp_names_are_the_ones_a_resumed_run_cleans_up(tmp_path: Path) -> None:
-    made = [temp_path(tmp_path / "last.pt"), temp_path(tmp_path / "oof.npy", ".npy"), temp_path(tmp_path / "metrics.csv")]
+    artefacts = [("last.pt", ".tmp"), ("oof.npy", ".npy"), ("metrics.csv", ".tmp")]
+    made = [temp_path(tmp_path / name, suffix) for name, suffix in artefacts]
     assert all(p.parent == tmp_path and p.name.startswith(".") for p in made)
     assert len({p.name for p in made}) == 3
     assert sorted(remove_stale_temps(tmp_path)) == sorted(made)

@@ -20,7 +20,8 @@ from kseg.config import config_from_dict, config_to_dict, load_config
 from kseg.data.rle import KAGGLE, decode, encode
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, default_params, load_postprocess, quantize
-from kseg.tune.oof_set import OOFSet, Truth, find_folds, load_oof
+from kseg.train.truth import TruthTable
+from kseg.tune.oof_set import OOFSet, find_folds, load_oof
 from kseg.tune.report import grid_frame, postprocess_dict, write_outputs
 from kseg.tune.run import tune
 
@@ -232,7 +233,7 @@ def test_truth_is_resized_centre_aligned_to_the_submission_size(tmp_path):
     spec = config_to_dict(cfg)
     spec["competition"]["submission_size"] = [10, 12]
     cfg = config_from_dict(spec)
-    got = Truth(cfg, (10, 12)).masks(ids)
+    got = TruthTable(cfg).masks(ids, (10, 12))
     assert got.shape == (3, C, 10, 12) and got.dtype == bool
     for i, c in itertools.product(range(3), range(C)):
         native = decode(encode(truth[i, c]), (H, W))

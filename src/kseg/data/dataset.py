@@ -1,4 +1,7 @@
-"""Labels and the torch Dataset that yields (image, mask[C, H, W]) for a competition spec (folds: ``kseg.data.folds``)."""
+"""Labels and the torch Dataset that yields (image, mask[C, H, W]) for a competition spec.
+
+Folds (``folds.csv``, written and read) live in ``kseg.data.folds``.
+"""
 
 from __future__ import annotations
 

@@ -227,7 +227,7 @@ def validate(
                 raise ValueError(f"image {ids[0]}: submission size {size} != OOF size {writer.shape[2:]}")
             writer.write(offset, to_uint8(full))
         pred = (full > thr).cpu().numpy()
-        inter, pa, ta = mask_stats(pred, truth.batch(ids, natives, size))
+        inter, pa, ta = mask_stats(pred, truth.masks(ids, size, natives))
         res.inter.append(inter)
         res.pred_area.append(pa)
         res.true_area.append(ta)

@@ -1,8 +1,9 @@
 """Ground truth and predictions at the competition's submission size, where the metric is computed.
 
-Truth masks are decoded from the training RLEs at each image's native size, then resized to the
-submission size when the two differ (Clouds: 1400x2100 labels, 350x525 submissions) with
-``geometry.resize_masks``: centre-aligned, like the predictions ``restore`` brings to that size.
+Truth masks (``TruthTable``, used by training validation and by tuning) are decoded from the training RLEs
+in the competition's dialect at each image's native size, then resized to the submission size when the two
+differ (Clouds: 1400x2100 labels, 350x525 submissions) with ``geometry.resize_masks``: centre-aligned, like
+the predictions ``restore`` brings to that size.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pandas as pd
 import torch
 
 from kseg.config import Config
-from kseg.data.dataset import decode_masks
-from kseg.data.rle import KAGGLE, RleDialect
+from kseg.data.dataset import decode_masks, read_labels
 from kseg.data.geometry import resize_masks, restore, submission_size
+from kseg.data.images import image_size
+from kseg.data.rle import KAGGLE, RleDialect
 
 
 def truth_masks(
@@ -32,19 +34,52 @@ def truth_masks(
 
 
 class TruthTable:
-    """Truth masks of a labels table by image id, at the submission size."""
+    """Ground truth of a labels table at the submission (= OOF) size, where the metric is computed.
 
-    def __init__(self, cfg: Config, labels: pd.DataFrame) -> None:
+    The one place kseg builds it: training validation (``train.loop``) and tuning (``tune.run``) both ask
+    ``masks``. ``labels`` default to ``read_labels(cfg)``; an image listed twice keeps its first row.
+    """
+
+    def __init__(self, cfg: Config, labels: pd.DataFrame | None = None) -> None:
         self.cfg = cfg
+        labels = read_labels(cfg) if labels is None else labels
         table = labels.drop_duplicates("image_id").set_index("image_id")
         self.rles = table[list(cfg.competition.classes)]
 
-    def batch(self, ids: Sequence[str], natives: Sequence[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
-        """uint8 [B, C, H, W] at ``size`` for images ``ids`` of native sizes ``natives``."""
+    def check(self, ids: Sequence[str]) -> None:
+        """Raise naming the first of ``ids`` (OOF images) without a row in the training labels."""
+        missing = pd.Index(ids).difference(self.rles.index)
+        if len(missing):
+            where = self.cfg.data_root / self.cfg.competition.train_csv
+            raise ValueError(f"OOF image {missing[0]!r} is not a training image of {where}")
+
+    def native_size(self, image_id: str, size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) the labels of ``image_id`` are encoded at, for masks wanted at ``size``."""
+        spec = self.cfg.competition
+        if spec.image_size:
+            return int(spec.image_size[0]), int(spec.image_size[1])
+        if not spec.submission_size:
+            return size  # submissions at each image's native size
+        return image_size(self.cfg.data_root / spec.train_images / spec.image_file(image_id))
+
+    def masks(
+        self, ids: Sequence[str], size: tuple[int, int], natives: Sequence[tuple[int, int]] | None = None
+    ) -> np.ndarray:
+        """bool [B, C, H, W] truth of images ``ids`` at ``size`` (``truth_masks``: decode, centre-aligned resize).
+
+        ``natives[i]`` is image i's native (H, W); without them ``native_size`` is asked, only for images
+        that have a mask.
+        """
+        size = (int(size[0]), int(size[1]))
+        spec = self.cfg.competition
         rows = self.rles.loc[list(ids)].to_numpy(dtype=object)
-        dialect = self.cfg.competition.rle
-        ex = self.cfg.competition.exclusive
-        return np.stack([truth_masks(r, n, size, i, dialect, ex) for r, n, i in zip(rows, natives, ids)])
+        out = np.zeros((len(rows), len(spec.classes), *size), dtype=bool)
+        for i, (image_id, rles) in enumerate(zip(ids, rows, strict=True)):
+            if all(spec.rle.is_empty(r) for r in rles):
+                continue
+            native = natives[i] if natives is not None else self.native_size(image_id, size)
+            out[i] = truth_masks(rles, native, size, image_id, spec.rle, spec.exclusive)
+        return out
 
 
 def restore_batch(

@@ -1,4 +1,4 @@
-"""Reading out-of-fold predictions (``runs/<exp>/fold<K>/oof.npy`` + ``oof_ids.csv``) and their truth.
+"""Reading out-of-fold predictions (``runs/<exp>/fold<K>/oof.npy`` + ``oof_ids.csv``); truth: ``kseg.train.truth``.
 
 OOF arrays are memory-mapped and read chunk by chunk; several experiments are averaged image by image
 (aligned by image id). Averaging works on the stored uint8 values: ``rint(mean(q))`` (float32), i.e.
@@ -17,10 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kseg.config import Config
-from kseg.data.dataset import decode_masks, read_labels
 from kseg.data.folds import read_folds
-from kseg.data.geometry import resize_masks
-from kseg.data.images import image_size
 from kseg.train.oof_store import oof_files
 
 log = logging.getLogger(__name__)
@@ -218,41 +215,3 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
 def load_oof(cfg: Config, runs: list[str]) -> OOFSet:
     """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``)."""
     return OOFSet({name: find_folds(Path(cfg.runs_dir) / name, name, cfg.tune.oof_tta) for name in runs})
-
-
-class Truth:
-    """Ground-truth masks of training images at the OOF (submission) size, decoded on demand."""
-
-    def __init__(self, cfg: Config, size: tuple[int, int]) -> None:
-        self.cfg = cfg
-        self.size = (int(size[0]), int(size[1]))
-        labels = read_labels(cfg)
-        self.classes = list(cfg.competition.classes)
-        self.table = labels.set_index("image_id")[self.classes]
-        self.where = cfg.data_root / cfg.competition.train_csv
-
-    def check(self, ids: list[str]) -> None:
-        """Raise naming the first OOF image without a row in the training labels."""
-        missing = pd.Index(ids).difference(self.table.index)
-        if len(missing):
-            raise ValueError(f"OOF image {missing[0]!r} is not a training image of {self.where}")
-
-    def _native_size(self, image_id: str) -> tuple[int, int]:
-        spec = self.cfg.competition
-        if spec.image_size:
-            return int(spec.image_size[0]), int(spec.image_size[1])
-        if not spec.submission_size:
-            return self.size  # OOF at the native size
-        return image_size(self.cfg.data_root / spec.train_images / spec.image_file(image_id))
-
-    def masks(self, ids: list[str]) -> np.ndarray:
-        """bool [n, C, H, W] truth at the OOF size (``resize_masks``, centre-aligned, when it differs)."""
-        out = np.zeros((len(ids), len(self.classes)) + self.size, dtype=bool)
-        rows = self.table.loc[ids].to_numpy(dtype=object)
-        for i, image_id in enumerate(ids):
-            if not any(rows[i]):
-                continue
-            m = decode_masks(list(rows[i]), self._native_size(image_id), image_id, self.cfg.competition.rle)  # [H, W, C]
-            m = resize_masks(m, self.size, exclusive=self.cfg.competition.exclusive)
-            out[i] = np.moveaxis(m, -1, 0).astype(bool)
-        return out

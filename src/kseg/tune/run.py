@@ -14,8 +14,9 @@ from tqdm.auto import tqdm
 from kseg.config import Config
 from kseg.metrics import get_metric
 from kseg.postprocess import ClassParams, exclusive_candidates
+from kseg.train.truth import TruthTable
 from kseg.tune.grid import Grid
-from kseg.tune.oof_set import OOFSet, Truth, check_against_folds, load_oof
+from kseg.tune.oof_set import OOFSet, check_against_folds, load_oof
 from kseg.tune.search import Choice, ScoreTable
 from kseg.tune.stats import class_grid_stats
 
@@ -108,7 +109,8 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     grid = Grid.from_config(cfg.tune)
     if grid.uses_aux and not oof.has_aux:
         raise ValueError("tune.aux_gates > 0 need fold*/oof_aux.npy (aux-head OOF) in every run folder")
-    truth = Truth(cfg, oof.shape[1:])  # type: ignore[arg-type]
+    size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
+    truth = TruthTable(cfg)
     truth.check(oof.ids)
     metric = get_metric(cfg.competition.metric)
     num_classes = oof.shape[0]
@@ -124,7 +126,7 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     bar = tqdm(oof.chunks(chunk_size), total=n_chunks, desc="tune", unit="chunk", disable=None if progress is None else not progress)
     for chunk in bar:
         n = len(chunk.ids)
-        masks = truth.masks(chunk.ids)
+        masks = truth.masks(chunk.ids, size)
         fold_index = np.full(n, fold_pos[chunk.fold], dtype=np.int64)
         table.add_images(fold_index)
         q = exclusive_candidates(chunk.q) if exclusive else chunk.q
