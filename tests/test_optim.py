@@ -111,3 +111,46 @@ def test_unknown_sched_params_listed():
     assert set(SCHEDULERS) == {"none", "cosine", "onecycle", "plateau", "step"}
     with pytest.raises(ConfigError, match="sched.params.nope: not a cosine option; valid: min_lr"):
         build_scheduler(cfg_with("sched.name=cosine", "sched.params={nope: 1}"), build_optimizer(cfg_with(), params()), 1)
+
+
+# --------------------------------------------------------------------------- weight-decay parameter groups
+
+
+def small_unet():
+    from kseg.models import build_model
+
+    return build_model(cfg_with("model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 4]}"))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+def test_norm_and_bias_parameters_get_no_weight_decay(name):
+    model = small_unet()
+    opt = build_optimizer(cfg_with(f"optim.name={name}", "optim.weight_decay=0.01"), model)
+    no_decay, decay = opt.param_groups
+    assert (no_decay["weight_decay"], decay["weight_decay"]) == (0.0, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    want = {n for n, p in model.named_parameters() if p.ndim == 1}  # BatchNorm weights and biases, conv biases
+    assert {names[id(p)] for p in no_decay["params"]} == want
+    assert any(".bn1.weight" in n for n in want) and any(n.endswith(".bias") for n in want)
+    assert all(p.ndim > 1 for p in decay["params"])  # conv kernels only
+    assert len(no_decay["params"]) + len(decay["params"]) == len(list(model.parameters()))
+
+
+def test_one_group_when_the_option_is_off_or_for_plain_tensors():
+    model = small_unet()
+    opt = build_optimizer(cfg_with("optim.weight_decay=0.01", "optim.no_decay_norm_bias=false"), model)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.01
+    assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
+    opt = build_optimizer(cfg_with("optim.weight_decay=0.01"), model.parameters())  # tensors: nothing to group by
+    assert len(opt.param_groups) == 1
+
+
+def test_weight_decay_leaves_a_norm_weight_alone():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer(cfg_with("optim.name=sgd", "optim.lr=0.1", "optim.weight_decay=0.5"), model)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # zero gradients: only weight decay moves a parameter
+    conv_w, conv_b, bn_w, bn_b = (torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    assert (conv_w, conv_b, bn_w, bn_b) == (False, True, True, True)

@@ -75,6 +75,7 @@ class OptimConfig:
     name: str = choice("kseg.optim:OPTIMIZERS", "adamw")
     lr: float = bounded(3e-4, gt=0)
     weight_decay: float = bounded(1e-4, ge=0)
+    no_decay_norm_bias: bool = True  # biases and norm weights (every 1-D parameter) get weight decay 0 (timm)
     params: dict[str, Any] = field(default_factory=dict)
 
 

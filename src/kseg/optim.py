@@ -1,5 +1,8 @@
 """Optimizers and learning-rate schedules from ``cfg.optim`` / ``cfg.sched`` through registries.
 
+``build_optimizer(cfg, model)`` puts biases and normalisation parameters (every 1-D parameter) in a group
+without weight decay, with timm's ``param_groups_weight_decay`` (``optim.no_decay_norm_bias``, on by default).
+
 Every schedule is wrapped in ``LrSchedule`` so the loop calls ``step_batch()`` after each optimizer step and
 ``step_epoch(metric)`` after validation, whatever the schedule's natural interval:
 
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
+from timm.optim import param_groups_weight_decay
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
@@ -25,35 +30,54 @@ from kseg.config import Config
 from kseg.registry import Registry
 from kseg.typed import ConfigError
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float, dict[str, Any]], Optimizer]
+Params = Iterable[torch.nn.Parameter] | list[dict[str, Any]]  # tensors, or torch parameter groups
+OptimizerFactory = Callable[[Params, float, float, dict[str, Any]], Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 
 
 @OPTIMIZERS.register("adam")
-def _adam(params: Iterable[torch.nn.Parameter], lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
+def _adam(params: Params, lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
     return torch.optim.Adam(params, lr=lr, weight_decay=wd, **extra)
 
 
 @OPTIMIZERS.register("adamw")
-def _adamw(params: Iterable[torch.nn.Parameter], lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
+def _adamw(params: Params, lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
     return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **extra)
 
 
 @OPTIMIZERS.register("sgd")
-def _sgd(params: Iterable[torch.nn.Parameter], lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
+def _sgd(params: Params, lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
     return torch.optim.SGD(params, lr=lr, weight_decay=wd, **{"momentum": 0.9, **extra})
 
 
 @OPTIMIZERS.register("rmsprop")
-def _rmsprop(params: Iterable[torch.nn.Parameter], lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
+def _rmsprop(params: Params, lr: float, wd: float, extra: dict[str, Any]) -> Optimizer:
     return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, **extra)
 
 
-def build_optimizer(cfg: Config, params: Iterable[torch.nn.Parameter]) -> Optimizer:
-    """The ``optim.name`` optimizer over ``params`` with ``optim.lr``, ``weight_decay`` and ``optim.params``."""
+def parameter_groups(cfg: Config, model: nn.Module) -> Params:
+    """``model``'s parameters for the optimizer.
+
+    ``optim.no_decay_norm_bias``: timm's ``param_groups_weight_decay``, a group of the 1-D tensors and ``*.bias``
+    (norm weights and biases, conv / linear biases) at weight decay 0 and one of the rest at ``optim.weight_decay``;
+    it leaves out parameters frozen at this point, so build the optimizer before freezing the encoder. Off: every
+    parameter in one group at ``optim.weight_decay``.
+    """
+    if cfg.optim.no_decay_norm_bias:
+        return param_groups_weight_decay(model, weight_decay=cfg.optim.weight_decay)
+    return list(model.parameters())
+
+
+def build_optimizer(cfg: Config, params: nn.Module | Iterable[torch.nn.Parameter]) -> Optimizer:
+    """The ``optim.name`` optimizer with ``optim.lr``, ``weight_decay`` and ``optim.params``.
+
+    ``params``: a model (its trainable parameters, grouped by ``parameter_groups``) or parameter tensors (one
+    group, every tensor decayed).
+    """
     o = cfg.optim
+    groups = parameter_groups(cfg, params) if isinstance(params, nn.Module) else params
     try:
-        return OPTIMIZERS.get(o.name)(params, o.lr, o.weight_decay, dict(o.params))
+        return OPTIMIZERS.get(o.name)(groups, o.lr, o.weight_decay, dict(o.params))
     except TypeError as e:
         raise ConfigError(f"optim.params: {o.name} does not accept {o.params}: {e}") from e
 

@@ -1,10 +1,11 @@
-"""One training epoch and one validation pass (pure-ish functions over model, loader and optimizer)."""
+"""One training epoch (``train_epoch``, over a ``Trainer``) and one validation pass (``validate``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,37 +21,14 @@ from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
 from kseg.train.dist import DistInfo, all_true
 from kseg.train.oof_store import OofWriter, to_uint8
+from kseg.train.runtime import Runtime, amp_step
 from kseg.train.tracking import display_image, label_map
+from kseg.train.trainer import Trainer
 from kseg.train.truth import TruthTable, restore_batch
 
+__all__ = ["EpochCounts", "Runtime", "ValOutput", "amp_step", "train_epoch", "train_one_epoch", "validate"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How tensors are run: device, AMP (CUDA only), channels_last (CUDA only), progress bars."""
-
-    device: torch.device
-    amp: bool = False
-    channels_last: bool = False
-    progress: bool = True
-
-    @classmethod
-    def from_config(cls, cfg: Config, info: DistInfo) -> "Runtime":
-        cuda = info.device.type == "cuda"
-        return cls(info.device, amp=cfg.train.amp and cuda, channels_last=cfg.train.channels_last and cuda,
-                   progress=info.is_main)  # fmt: skip
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
-
-    def masks(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Target masks float32 [N, C, H, W] on the device (the loader ships them as uint8 0/1)."""
-        return batch["mask"].to(self.device, non_blocking=True).float()
-
-    def images(self, batch: dict[str, Any]) -> torch.Tensor:
-        x = batch["image"].to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def _group_sizes(n_batches: int, accumulate: int) -> list[int]:
@@ -62,10 +40,114 @@ def _group_sizes(n_batches: int, accumulate: int) -> list[int]:
     return sizes
 
 
+@dataclass
+class EpochCounts:
+    """One training epoch's loss sum over its images and what it left out (``report`` logs it at the end)."""
+
+    total: float = 0.0
+    count: int = 0
+    nonfinite: int = 0  # batches with a non-finite loss (train.skip_nonfinite)
+    amp_skipped: int = 0  # optimizer steps the GradScaler skipped
+    bad_images: int = 0  # unreadable images left out of their batch (data.on_bad_image=skip)
+    empty_batches: int = 0  # batches without a readable image
+
+    def report(self, desc: str, n_batches: int, accumulate: int) -> None:
+        """Warn about the batches, steps and images the epoch ``desc`` skipped."""
+        if self.nonfinite:
+            log.warning(
+                "%s: skipped %d of %d batches with a non-finite loss (train.skip_nonfinite=true)",
+                desc, self.nonfinite, n_batches,
+            )
+        if self.amp_skipped:
+            log.warning(
+                "%s: GradScaler skipped %d of %d optimizer steps (inf/NaN gradients under AMP)",
+                desc, self.amp_skipped, math.ceil(n_batches / accumulate),
+            )
+        if self.bad_images or self.empty_batches:
+            log.warning(
+                "%s: %d unreadable image(s) left out of their batches, %d batch(es) with no readable image skipped "
+                "(data.on_bad_image=skip)", desc, self.bad_images, self.empty_batches,
+            )
+
+
+def train_epoch(trainer: Trainer, net: nn.Module, loader: Iterable[Any], desc: str) -> tuple[float, int]:
+    """Train ``net`` (``trainer.model`` or its DDP wrapper) over ``loader`` once; returns (loss sum, images).
+
+    Gradients accumulate over ``train.accumulate`` batches (each loss divided by its group's size), then one
+    ``trainer.step()``. A non-finite loss raises FloatingPointError naming the batch, or with
+    ``train.skip_nonfinite`` drops its group's step.
+    """
+    net.train()
+    accumulate = max(1, trainer.cfg.train.accumulate)
+    n_batches = len(loader)  # type: ignore[arg-type]
+    groups = _group_sizes(n_batches, accumulate)
+    counts = EpochCounts()
+    skipped = has_grad = False
+    trainer.optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not trainer.rt.progress, dynamic_ncols=True)
+    for i, batch in enumerate(bar):
+        last_of_group = i + 1 == n_batches or (i + 1) % accumulate == 0
+        if _present(batch, trainer, counts):
+            done = _backward(trainer, net, batch, groups[i], sync=last_of_group, where=f"{desc} batch {i}")
+            if done is None:
+                skipped, counts.nonfinite = True, counts.nonfinite + 1
+            else:
+                counts.total, counts.count, has_grad = counts.total + done[0], counts.count + done[1], True
+        if last_of_group:
+            if trainer.step(apply=has_grad and not skipped):
+                counts.amp_skipped += 1
+                if counts.amp_skipped == 1:
+                    log.warning(
+                        "%s batch %d: AMP found inf/NaN gradients; GradScaler skipped the optimizer step and lowered "
+                        "its scale to %g", desc, i, trainer.scaler.get_scale(),
+                    )
+            skipped = has_grad = False
+        if counts.count and trainer.rt.progress:
+            bar.set_postfix(loss=f"{counts.total / counts.count:.4f}", refresh=False)
+    counts.report(desc, n_batches, accumulate)
+    return counts.total, counts.count
+
+
+def _present(batch: dict[str, Any] | None, trainer: Trainer, counts: EpochCounts) -> bool:
+    """Whether to train on ``batch``. With ``data.on_bad_image=skip``: counts its unreadable images, and every rank
+    skips a batch that has no readable image (``None``) on any rank."""
+    present = batch is not None
+    if trainer.cfg.data.on_bad_image == "skip":
+        counts.bad_images += int(batch.get("skipped", 0)) if batch is not None else 0
+        counts.empty_batches += 0 if present else 1
+        present = all_true(present, trainer.info)
+    return present
+
+
+def _backward(
+    trainer: Trainer, net: nn.Module, batch: dict[str, Any], group: int, sync: bool, where: str
+) -> tuple[float, int] | None:
+    """Forward + backward of one batch (loss / ``group``, scaled by the GradScaler): (loss x images, images), or
+    None when the loss is non-finite on some rank and ``train.skip_nonfinite`` drops it (else FloatingPointError).
+    ``sync=False`` keeps DDP from all-reducing these gradients (not the last batch of its accumulation group)."""
+    rt, info = trainer.rt, trainer.info
+    x, y = rt.images(batch), rt.masks(batch)
+    defer = info.distributed and not sync and hasattr(net, "no_sync")
+    with net.no_sync() if defer else contextlib.nullcontext():  # type: ignore[operator]
+        with rt.autocast():
+            out = net(x)
+        loss, _ = trainer.loss_fn(out, y)
+        if all_true(bool(torch.isfinite(loss).item()), info):
+            trainer.scaler.scale(loss / group).backward()
+            return float(loss.detach()) * len(x), len(x)
+    if not trainer.cfg.train.skip_nonfinite:
+        raise FloatingPointError(
+            f"{where}: loss is {loss.item()} (images {list(batch['id'])[:4]}...); "
+            "lower optim.lr, set train.clip_grad, or set train.skip_nonfinite=true"
+        )
+    log.warning("%s: non-finite loss %s, skipping its optimizer step", where, loss.item())
+    return None
+
+
 def train_one_epoch(
     model: nn.Module,
     ema_target: nn.Module,
-    loader: torch.utils.data.DataLoader,
+    loader: Iterable[Any],
     loss_fn: SegLoss,
     optimizer: torch.optim.Optimizer,
     schedule: LrSchedule,
@@ -76,90 +158,9 @@ def train_one_epoch(
     info: DistInfo,
     desc: str,
 ) -> tuple[float, int]:
-    """Train over ``loader`` once with accumulation, clipping, AMP and EMA; returns (loss sum, images)."""
-    model.train()
-    t = cfg.train
-    n_batches = len(loader)
-    groups = _group_sizes(n_batches, max(1, t.accumulate))
-    params = [p for p in model.parameters() if p.requires_grad]
-    total, count, skipped, has_grad = 0.0, 0, False, False
-    nonfinite = amp_skipped = bad_images = empty_batches = 0
-    optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=desc, leave=False, disable=not rt.progress, dynamic_ncols=True)
-    for i, batch in enumerate(bar):
-        last_of_group = i + 1 == n_batches or (i + 1) % max(1, t.accumulate) == 0
-        present = batch is not None
-        if cfg.data.on_bad_image == "skip":  # unreadable images are dropped from their batch (None: all of them)
-            bad_images += int(batch.get("skipped", 0)) if present else 0
-            empty_batches += 0 if present else 1
-            present = all_true(present, info)  # every rank skips a batch any rank lacks
-        if present:
-            x = rt.images(batch)
-            y = rt.masks(batch)
-            sync = contextlib.nullcontext()
-            if info.distributed and not last_of_group and hasattr(model, "no_sync"):
-                sync = model.no_sync()
-            with sync:
-                with rt.autocast():
-                    out = model(x)
-                loss, _ = loss_fn(out, y)
-                finite = all_true(bool(torch.isfinite(loss).item()), info)
-                if finite:
-                    scaler.scale(loss / groups[i]).backward()
-                    total += float(loss.detach()) * len(x)
-                    count += len(x)
-                    has_grad = True
-                elif t.skip_nonfinite:
-                    log.warning("%s batch %d: non-finite loss %s, skipping its optimizer step", desc, i, loss.item())
-                    skipped = True
-                    nonfinite += 1
-                else:
-                    raise FloatingPointError(
-                        f"{desc} batch {i}: loss is {loss.item()} (images {list(batch['id'])[:4]}...); "
-                        "lower optim.lr, set train.clip_grad, or set train.skip_nonfinite=true"
-                    )
-        if last_of_group:
-            if not skipped and has_grad:
-                if t.clip_grad > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, t.clip_grad)
-                if amp_step(scaler, optimizer):
-                    amp_skipped += 1
-                    if amp_skipped == 1:
-                        log.warning("%s batch %d: AMP found inf/NaN gradients; GradScaler skipped the optimizer step "
-                                    "and lowered its scale to %g", desc, i, scaler.get_scale())  # fmt: skip
-                if ema is not None:
-                    ema.update_parameters(ema_target)
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step_batch()
-            skipped = has_grad = False
-        if count and rt.progress:
-            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-    if nonfinite:
-        log.warning("%s: skipped %d of %d batches with a non-finite loss (train.skip_nonfinite=true)", desc, nonfinite,
-                    n_batches)  # fmt: skip
-    if amp_skipped:
-        log.warning("%s: GradScaler skipped %d of %d optimizer steps (inf/NaN gradients under AMP)", desc, amp_skipped,
-                    math.ceil(n_batches / max(1, t.accumulate)))  # fmt: skip
-    if bad_images or empty_batches:
-        log.warning("%s: %d unreadable image(s) left out of their batches, %d batch(es) with no readable image "
-                    "skipped (data.on_bad_image=skip)", desc, bad_images, empty_batches)  # fmt: skip
-    return total, count
-
-
-def amp_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
-    """``scaler.step`` + ``scaler.update``; True when the scaler silently skipped the step (inf/NaN gradients).
-
-    A skipped step shows as a lowered scale; a disabled scaler (CPU, no AMP) never skips.
-    """
-    if not scaler.is_enabled():
-        scaler.step(optimizer)
-        scaler.update()
-        return False
-    before = scaler.get_scale()
-    scaler.step(optimizer)
-    scaler.update()
-    return scaler.get_scale() < before
+    """``train_epoch`` over loose parts: ``model`` runs forward, ``ema_target`` is what the EMA averages."""
+    trainer = Trainer(cfg, ema_target, optimizer, schedule, scaler, ema, loss_fn, rt, info)
+    return train_epoch(trainer, model, loader, desc)
 
 
 @dataclass

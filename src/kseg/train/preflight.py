@@ -100,7 +100,7 @@ def check_names(cfg: Config) -> torch.nn.Module:
     check_input_size(cfg, model)
     build_augment(cfg)
     build_loss(cfg)
-    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    optimizer = build_optimizer(cfg, model)  # its parameter groups, as training builds them
     build_scheduler(cfg, optimizer, steps_per_epoch=1)
     return model
 

@@ -1,0 +1,55 @@
+"""How tensors are run during training and validation: device, AMP, channels_last, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kseg.config import Config
+from kseg.train.dist import DistInfo
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How tensors are run: device, AMP (CUDA only), channels_last (CUDA only), progress bars."""
+
+    device: torch.device
+    amp: bool = False
+    channels_last: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Config, info: DistInfo) -> Runtime:
+        cuda = info.device.type == "cuda"
+        return cls(info.device, amp=cfg.train.amp and cuda, channels_last=cfg.train.channels_last and cuda,
+                   progress=info.is_main)  # fmt: skip
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def masks(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Target masks float32 [N, C, H, W] on the device (the loader ships them as uint8 0/1)."""
+        return batch["mask"].to(self.device, non_blocking=True).float()
+
+    def images(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Images [N, 3, H, W] on the device (channels_last memory format when on)."""
+        x = batch["image"].to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def amp_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """``scaler.step`` + ``scaler.update``; True when the scaler silently skipped the step (inf/NaN gradients).
+
+    A skipped step shows as a lowered scale; a disabled scaler (CPU, no AMP) never skips.
+    """
+    if not scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+        return False
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() < before

@@ -1,0 +1,29 @@
+"""kseg.train.runtime: how tensors run (AMP and channels_last only on CUDA) and the GradScaler step."""
+
+from __future__ import annotations
+
+import torch
+
+from kseg.config import load_config
+from kseg.train.dist import DistInfo
+from kseg.train.runtime import Runtime
+
+from _train_support import REPO
+
+
+def test_cpu_runtime_turns_amp_and_channels_last_off_and_bars_follow_the_rank():
+    cfg = load_config(REPO / "configs" / "demo.yaml", ["train.amp=true", "train.channels_last=true"])
+    rt = Runtime.from_config(cfg, DistInfo())
+    assert (rt.device.type, rt.amp, rt.channels_last, rt.progress) == ("cpu", False, False, True)
+    assert Runtime.from_config(cfg, DistInfo(rank=1, world_size=2)).progress is False
+    with rt.autocast():  # disabled: no float16 on CPU
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_batches_reach_the_device_as_float_masks_and_images():
+    rt = Runtime(torch.device("cpu"), channels_last=True)
+    batch = {"image": torch.rand(2, 3, 4, 4), "mask": torch.ones(2, 1, 4, 4, dtype=torch.uint8)}
+    masks = rt.masks(batch)
+    assert masks.dtype == torch.float32 and masks.sum() == 32
+    assert rt.images(batch).is_contiguous(memory_format=torch.channels_last)
+    assert Runtime(torch.device("cpu")).images(batch) is batch["image"]
