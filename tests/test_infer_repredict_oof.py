@@ -11,11 +11,12 @@ from kseg.cli import main
 from kseg.config import Config
 from kseg.data.dataset import SegDataset
 from kseg.data.geometry import restore
+from kseg.layout import oof_files
 from kseg.models import build_model, load_checkpoint, predict_proba
 from kseg.postprocess import quantize
 from kseg.train.fit import train_fold
 from kseg.train.fit import init_weights
-from kseg.train.oof_store import oof_files, read_oof
+from kseg.train.oof_store import read_oof
 from kseg.tune.run import tune
 
 from _train_support import REPO, TINY, oof_score, tiny_config, val_ids
@@ -32,11 +33,6 @@ def trained(demo_root, tmp_path_factory) -> Config:
 def _cli(cfg: Config, *args: str) -> list[str]:
     return ["-c", str(REPO / "configs/demo.yaml"), f"data.root={cfg.data.root}", f"data.folds_csv={cfg.folds_path}",
             f"runs_dir={cfg.runs_dir}", *TINY, "model.aux_head=true", "train.device=cpu", *args]  # fmt: skip
-
-
-def test_oof_files_names():
-    assert oof_files("") == ("oof.npy", "oof_ids.csv", "oof_aux.npy")
-    assert oof_files("hflip") == ("oof_tta-hflip.npy", "oof_tta-hflip_ids.csv", "oof_tta-hflip_aux.npy")
 
 
 def test_training_writes_aux_oof_matching_the_checkpoint(trained: Config):

@@ -13,10 +13,11 @@ from conftest import REPO
 from kseg.cli import main
 from kseg.config import load_config
 from kseg.kernel import build as build_mod
-from kseg.kernel.build import MANIFEST, PLACEHOLDER_USER, build_kernel, size_table
+from kseg.kernel.build import PLACEHOLDER_USER, build_kernel, size_table
 from kseg.kernel.script import render_script
 from kseg.kernel.slugs import SlugError, kaggle_username, kernel_names, slugify, validate_slug, validate_title
 from kseg.kernel.wheels import WheelError, build_kseg_wheel, fetch_wheels, find_cached_wheel, pin_requirement
+from kseg.layout import MANIFEST
 
 FAKE_CKPT = b"fold checkpoint bytes"  # build copies checkpoints without reading them
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kseg.train.oof_store import OofWriter, merge_parts, oof_files, read_oof, to_uint8, write_aux, write_ids
+from kseg.train.oof_store import OofWriter, merge_parts, read_oof, to_uint8, write_aux, write_ids
 
 
 def test_oof_writer_streams_and_commits_atomically(tmp_path):
@@ -35,11 +35,6 @@ def test_merge_parts_puts_rank_rows_in_place(tmp_path):
     assert np.load(tmp_path / "oof.npy").ravel().tolist() == [0, 10, 20, 30, 40]
     write_ids(tmp_path / "oof_ids.csv", list("abcde"))
     assert read_oof(tmp_path)[1] == list("abcde")
-
-
-def test_oof_file_names_of_training_and_of_a_tta_repredict():
-    assert oof_files() == ("oof.npy", "oof_ids.csv", "oof_aux.npy")
-    assert oof_files("hflip") == ("oof_tta-hflip.npy", "oof_tta-hflip_ids.csv", "oof_tta-hflip_aux.npy")
 
 
 def test_to_uint8_rounds_probabilities_and_write_aux_saves_them(tmp_path):

@@ -17,6 +17,7 @@ import yaml
 
 from kseg.atomic import atomic_write_text
 from kseg.competition import CompetitionSpec
+from kseg.layout import FOLDS_CSV, INPUT_DIR, KERNELS_DIR, RUNS_DIR, KernelLayout, RunLayout
 from kseg.typed import ConfigError, bounded, choice, convert_key, from_dict, out_of_range, to_dict
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class KernelConfig:
     slug: str = ""  # dataset slug; '' -> kseg-<experiment>
     title: str = ""  # kernel title; '' -> the kernel slug
     wheels: tuple[str, ...] = ("segmentation-models-pytorch", "timm", "albumentations", "iterative-stratification")
-    dir: str = "kernels"  # build outputs: <dir>/<experiment>/{dataset,kernel}/
+    dir: str = KERNELS_DIR  # build outputs: <dir>/<experiment>/{dataset,kernel}/
     kernel_slug: str = ""  # '' -> slug of title when set, else <slug>-infer
     dataset_title: str = ""  # '' -> the dataset slug
     license: str = "CC0-1.0"  # dataset license name
@@ -164,7 +165,7 @@ class Config:
 
     competition: CompetitionSpec
     name: str = ""
-    runs_dir: str = "runs"
+    runs_dir: str = RUNS_DIR
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: tuple[LossTerm, ...] = (LossTerm("bce", 0.5), LossTerm("dice", 0.5))
@@ -182,13 +183,23 @@ class Config:
             raise out_of_range("sched.warmup_epochs", warmup, f"in [0, train.epochs={epochs}]")
 
     @property
+    def layout(self) -> RunLayout:
+        """Where this experiment's artefacts live (``runs/<experiment>/``; see ``kseg.layout``)."""
+        return RunLayout(Path(self.runs_dir), self.name)
+
+    @property
+    def kernel_layout(self) -> KernelLayout:
+        """Where ``kseg kernel build`` writes this experiment's kernel (``kernels/<experiment>/``)."""
+        return KernelLayout.of(self.kernel.dir, self.name)
+
+    @property
     def run_dir(self) -> Path:
         """``runs/<experiment>/``."""
-        return Path(self.runs_dir) / self.name
+        return self.layout.root
 
     @property
     def data_root(self) -> Path:
-        return Path(self.data.root or os.path.join("input", self.competition.name))
+        return Path(self.data.root or os.path.join(INPUT_DIR, self.competition.name))
 
     @property
     def folds_path(self) -> Path:
@@ -196,13 +207,14 @@ class Config:
         (shared or mounted data), ``input/<competition>/folds.csv``."""
         if self.data.folds_csv:
             return Path(self.data.folds_csv)
-        path = self.data_root / "folds.csv"
+        path = self.data_root / FOLDS_CSV
         if path.exists() or not self.data_root.is_dir() or _writable(self.data_root):
             return path
-        return Path("input") / self.competition.name / "folds.csv"
+        return Path(INPUT_DIR) / self.competition.name / FOLDS_CSV
 
     def fold_dir(self, fold: int) -> Path:
-        return self.run_dir / f"fold{fold}"
+        """``runs/<experiment>/fold<K>/``."""
+        return self.layout.fold(fold)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -358,7 +370,7 @@ def dump_config(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path | None = None) -> Path:
     """Write the resolved config (default ``runs/<exp>/config.yaml``); returns the path."""
-    path = Path(path) if path else cfg.run_dir / "config.yaml"
+    path = Path(path) if path else cfg.layout.config
     atomic_write_text(path, dump_config(cfg))
     return path
 

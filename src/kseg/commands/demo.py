@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-from datetime import datetime
 from pathlib import Path
 
 from kseg.config import load_config
 from kseg.data.rle import RleDialect
+from kseg.layout import INPUT_DIR, submission_path
 from kseg.tta import tta_names
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         root = Path(args.out)
     else:
-        root = cfg.data_root if name == "demo" else Path("input") / f"{name}-mini"
+        root = cfg.data_root if name == "demo" else Path(INPUT_DIR) / f"{name}-mini"
     write_competition(args, name, root, cfg.competition.image_size, cfg.competition.rle)
     print(f"{name} competition written to {root}")
     overrides = fit_folds(config, root, overrides, args.overrides, name)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    submission = Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
+    submission = submission_path(cfg.name)
     pipeline = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
     if name == "demo" and not args.no_kernel:
         ov = [f"data.root={root}", *overrides]

@@ -18,6 +18,7 @@ import argparse
 import logging
 
 from kseg.commands.args import add_config_arguments, split_runs
+from kseg.layout import BEST, LAST
 from kseg.tta import tta_names
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="experiments to ensemble (runs/<EXP>/fold*/); default: the config's own")
     p.add_argument("--folds", default=None, help="comma-separated folds, e.g. 0,1,2 (default: predict.folds, else all found)")
     p.add_argument("--tta", choices=tta_names(), default=None, help="test-time augmentation (default: predict.tta)")
-    p.add_argument("--weights", default="best.pt", help="checkpoint file inside each fold folder (best.pt | last.pt)")
+    p.add_argument("--weights", default=BEST, help=f"checkpoint file inside each fold folder ({BEST} | {LAST})")
     p.add_argument("--out", default=None, help="submission path (default: submissions/<exp>-<YYYYmmdd-HHMMSS>.csv)")
     p.add_argument("--save-probs", default=None, metavar="DIR", help="also keep uint8 probabilities per image in DIR")
     p.add_argument("--pseudo-labels", default=None, metavar="OUT.csv",

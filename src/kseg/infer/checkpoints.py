@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
+from kseg.layout import BEST, RunLayout
 
 
 def parse_folds(text: str | Sequence[int] | None) -> tuple[int, ...]:
@@ -28,15 +27,16 @@ def parse_folds(text: str | Sequence[int] | None) -> tuple[int, ...]:
 
 
 def find_checkpoints(
-    runs_dir: str | Path, exp: str, folds: Sequence[int] = (), name: str = "best.pt"
+    runs_dir: str | Path, exp: str, folds: Sequence[int] = (), name: str = BEST
 ) -> list[tuple[int, Path]]:
     """(fold, path) of ``runs_dir/exp/fold<K>/name`` sorted by fold; every fold found when ``folds`` is empty.
 
     Raises FileNotFoundError naming the missing file (or the run folder when no fold has one).
     """
-    run = Path(runs_dir) / exp
+    layout = RunLayout(Path(runs_dir), exp)
+    run = layout.root
     if folds:
-        found = [(int(k), run / f"fold{int(k)}" / name) for k in folds]
+        found = [(int(k), layout.checkpoint(int(k), name)) for k in folds]
         missing = [str(p) for _, p in found if not p.is_file()]
         if missing:
             raise FileNotFoundError(
@@ -44,12 +44,7 @@ def find_checkpoints(
                 + f"; train it with `kseg train -c <config> --fold {found[0][0]}` or choose other --folds"
             )
         return sorted(found)
-    found = []
-    if run.is_dir():
-        for d in run.iterdir():
-            m = _FOLD_DIR.match(d.name)
-            if m and (d / name).is_file():
-                found.append((int(m.group(1)), d / name))
+    found = [(k, d / name) for k, d in layout.folds() if (d / name).is_file()]
     if not found:
         raise FileNotFoundError(f"no checkpoint {run}/fold*/{name}: train the experiment first (`kseg train`)")
     return sorted(found)

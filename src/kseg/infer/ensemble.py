@@ -27,6 +27,7 @@ from torch import nn
 
 from kseg.config import Config
 from kseg.infer.checkpoints import find_checkpoints
+from kseg.layout import BEST
 from kseg.tta import TTAPair, get_tta
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class Ensemble:
         tta: str = "none",
         device: str | torch.device = "auto",
         amp: bool = True,
-        weights: str = "best.pt",
+        weights: str = BEST,
     ) -> "Ensemble":
         """Load ``<runs_dir>/<exp>/fold<K>/<weights>`` for every experiment in ``runs`` (default: the config's)."""
         from kseg.models import load_checkpoint

@@ -25,6 +25,7 @@ from kseg.infer.ensemble import Ensemble
 from kseg.infer.probs_store import ProbsWriter
 from kseg.infer.pseudo import PseudoLabelWriter, check_confidence
 from kseg.infer.stream import predict_images
+from kseg.layout import BEST, submission_path
 from kseg.submission.write import SubmissionWriter
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,14 @@ class PredictResult:
 
 def default_submission_path(cfg: Config, now: datetime | None = None) -> Path:
     """``submissions/<exp>-<YYYYmmdd-HHMMSS>.csv`` ('/' in the experiment name becomes '-')."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return Path("submissions") / f"{cfg.name.replace('/', '-')}-{stamp}.csv"
+    return submission_path(cfg.name, now)
 
 
 def load_params(cfg: Config) -> list[Any]:
     """Per-class post-processing from ``runs/<exp>/postprocess.json``, else the defaults (with a warning)."""
     from kseg.postprocess import default_params, load_postprocess
 
-    path = cfg.run_dir / "postprocess.json"
+    path = cfg.layout.postprocess
     if path.is_file():
         params = load_postprocess(path, cfg.competition.num_classes)
         log.info("post-processing from %s", path)
@@ -134,7 +134,7 @@ def predict_submission(
     save_probs: str | Path | None = None,
     pseudo_labels: str | Path | None = None,
     confidence: float | None = None,
-    weights: str = "best.pt",
+    weights: str = BEST,
     ensemble: Ensemble | None = None,
     progress: bool = True,
     allow_postprocess_mismatch: bool = False,
@@ -154,7 +154,7 @@ def predict_submission(
             cfg, runs or (cfg.name,), folds or cfg.predict.folds, tta=tta, device=cfg.train.device,
             amp=cfg.predict.amp, weights=weights,
         )  # fmt: skip
-    check_postprocess_ensemble(cfg.run_dir / "postprocess.json", ensemble_runs(ensemble), tta,
+    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta,
                                allow=allow_postprocess_mismatch)  # fmt: skip
     params = load_params(cfg)
     has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)

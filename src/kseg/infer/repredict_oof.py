@@ -21,8 +21,9 @@ from kseg.data.folds import fold_split
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.stream import predict_images
+from kseg.layout import BEST
 from kseg.postprocess import quantize
-from kseg.train.oof_store import OofWriter, oof_files, write_aux, write_ids
+from kseg.train.oof_store import OofWriter, write_aux, write_ids
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class OofPrediction:
 
 
 def predict_fold_oof(
-    cfg: Config, fold: int, tta: str, weights: str = "best.pt", progress: bool = True
+    cfg: Config, fold: int, tta: str, weights: str = BEST, progress: bool = True
 ) -> OofPrediction:
     """Predict fold ``fold``'s validation images with ``runs/<exp>/fold<K>/<weights>`` and TTA ``tta``.
 
@@ -50,8 +51,7 @@ def predict_fold_oof(
     _, val_ids = fold_split(cfg, fold)
     if not val_ids:
         raise ValueError(f"fold {fold} has no validation images in {cfg.folds_path}")
-    fold_dir = cfg.fold_dir(fold)
-    probs_name, ids_name, aux_name = oof_files(tta)
+    out = cfg.layout.oof(fold, tta)
     image_dir = cfg.data_root / cfg.competition.train_images
     writer: OofWriter | None = None
     aux_rows: list[np.ndarray] = []
@@ -59,7 +59,7 @@ def predict_fold_oof(
     try:
         for i, pred in enumerate(predict_images(ensemble, val_ids, image_dir, progress=progress)):
             if writer is None:
-                writer = OofWriter(fold_dir / probs_name, (len(val_ids), *pred.q.shape))
+                writer = OofWriter(out.probs, (len(val_ids), *pred.q.shape))
             if pred.q.shape != writer.shape[1:]:
                 raise ValueError(f"image {pred.image_id}: submission size {pred.q.shape[1:]} != {writer.shape[2:]} "
                                  "of the fold's first image (OOF images must share one size)")  # fmt: skip
@@ -72,11 +72,11 @@ def predict_fold_oof(
                              "(unreadable images are not allowed in an OOF store)")  # fmt: skip
         aux_path = None
         if aux_rows:
-            aux_path = fold_dir / aux_name
+            aux_path = out.aux
             write_aux(aux_path, np.stack(aux_rows))
         else:
-            (fold_dir / aux_name).unlink(missing_ok=True)  # a stale one would no longer match
-        write_ids(fold_dir / ids_name, ids)
+            out.aux.unlink(missing_ok=True)  # a stale one would no longer match
+        write_ids(out.ids, ids)
         path = writer.commit()
     except BaseException:
         if writer is not None:
@@ -87,7 +87,7 @@ def predict_fold_oof(
 
 
 def predict_oof(
-    cfg: Config, folds: Sequence[int] = (), tta: str | None = None, weights: str = "best.pt", progress: bool = True
+    cfg: Config, folds: Sequence[int] = (), tta: str | None = None, weights: str = BEST, progress: bool = True
 ) -> list[OofPrediction]:
     """``predict_fold_oof`` for ``folds`` (default: every fold of the experiment with a checkpoint)."""
     tta = tta or cfg.predict.tta

@@ -32,27 +32,25 @@ from kseg.kernel.metadata import competition_slug, write_json, write_metadata
 from kseg.kernel.script import render_script
 from kseg.kernel.slugs import KernelNames, kaggle_username, kernel_names
 from kseg.kernel.wheels import build_kseg_wheel, fetch_wheels
+from kseg.layout import CONFIG, DATASET_METADATA, KernelLayout, RunLayout
 from kseg.typed import to_dict
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BuildResult",
-    "MANIFEST",
     "PLACEHOLDER_USER",
     "DATASET_MAX_BYTES",
-    "kernel_root",
     "build_kernel",
     "size_table",
     "git_state",
 ]
 
-MANIFEST = "kseg-manifest.json"
 PLACEHOLDER_USER = "your-kaggle-username"  # until push fills in the real one
 # Kaggle's documented limit (kaggle.com/docs/datasets): 100 GB per dataset; private datasets also count
 # against the account's private quota (about 100 GB). Not checked against the live site from here.
 DATASET_MAX_BYTES = 100 * 10**9
-UPLOAD_SKIPPED = ("dataset-metadata.json",)  # the kaggle CLI reads it, never uploads it
+UPLOAD_SKIPPED = (DATASET_METADATA,)  # the kaggle CLI reads it, never uploads it
 
 
 @dataclass
@@ -68,20 +66,15 @@ class BuildResult:
 
     @property
     def dataset_dir(self) -> Path:
-        return self.root / "dataset"
+        return KernelLayout(self.root).dataset
 
     @property
     def kernel_dir(self) -> Path:
-        return self.root / "kernel"
+        return KernelLayout(self.root).kernel
 
     @property
     def total_bytes(self) -> int:
         return sum(size for _, size in self.files)
-
-
-def kernel_root(cfg: Config) -> Path:
-    """``<kernel.dir>/<experiment>/``."""
-    return Path(cfg.kernel.dir) / cfg.name
 
 
 def git_state(folder: Path | None = None) -> tuple[str | None, bool]:
@@ -123,20 +116,19 @@ def size_table(files: list[tuple[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], dataset: Path, warnings: list[str]) -> dict:
-    """Copy each run's fold checkpoints, config.yaml and postprocess.json; returns {run: [folds]}."""
+def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], build: KernelLayout, warnings: list[str]) -> dict:
+    """Copy each run's fold checkpoints, config.yaml and postprocess.json into ``build``; returns {run: [folds]}."""
     shipped = {}
     for run in runs:
         ckpts = find_checkpoints(cfg.runs_dir, run, folds)
-        src_run = Path(cfg.runs_dir) / run
-        dst_run = dataset / "runs" / run
+        src, dst = RunLayout(Path(cfg.runs_dir), run), build.run(run)
         for fold, path in ckpts:
-            _link_or_copy(path, dst_run / f"fold{fold}" / "best.pt")
-        for name in ("config.yaml", "postprocess.json"):
-            if (src_run / name).is_file():
-                shutil.copy2(src_run / name, dst_run / name)
-            elif name == "postprocess.json" and run == cfg.name:
-                warnings.append(f"{src_run / name} not found: the kernel predicts with default post-processing "
+            _link_or_copy(path, dst.best(fold))
+        for have, ship in ((src.config, dst.config), (src.postprocess, dst.postprocess)):
+            if have.is_file():
+                shutil.copy2(have, ship)
+            elif have == src.postprocess and run == cfg.name:
+                warnings.append(f"{have} not found: the kernel predicts with default post-processing "
                                 "(run `kseg tune` first)")  # fmt: skip
         shipped[run] = [f for f, _ in ckpts]
     return shipped
@@ -168,19 +160,19 @@ def build_kernel(
     names = kernel_names(cfg, user or PLACEHOLDER_USER)
     runs = list(dict.fromkeys(runs or [cfg.name]))
     folds = tuple(folds) or tuple(cfg.predict.folds)
-    root = kernel_root(cfg)
-    stage = root / f".build-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    dataset, kernel = stage / "dataset", stage / "kernel"
+    out = cfg.kernel_layout
+    stage = out.staging(os.getpid())
+    shutil.rmtree(stage.root, ignore_errors=True)
+    dataset, kernel = stage.dataset, stage.kernel
     try:
         dataset.mkdir(parents=True)
         kernel.mkdir()
-        shipped = _ship_runs(cfg, runs, folds, dataset, warnings)
-        mismatch = check_postprocess_ensemble(cfg.run_dir / "postprocess.json", shipped, tta or cfg.predict.tta,
+        shipped = _ship_runs(cfg, runs, folds, stage, warnings)
+        mismatch = check_postprocess_ensemble(cfg.layout.postprocess, shipped, tta or cfg.predict.tta,
                                               allow=allow_postprocess_mismatch)  # fmt: skip
-        save_config(cfg, dataset / "config.yaml")
-        atomic_write_text(dataset / "competition.yaml", yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
-        wheel_dir = dataset / "wheels"
+        save_config(cfg, stage.config)
+        atomic_write_text(stage.competition, yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
+        wheel_dir = stage.wheels
         build_kseg_wheel(wheel_dir)
         fetch_wheels(tuple(cfg.kernel.wheels if wheels is None else wheels), wheel_dir, cache_dir)
 
@@ -205,7 +197,7 @@ def build_kernel(
             "wheels": sorted(p.name for p in wheel_dir.glob("*.whl")),
             "files": dict(files),
         }
-        write_json(dataset / MANIFEST, manifest)
+        write_json(stage.manifest, manifest)
         settings = {
             "experiment": cfg.name,
             "runs": runs,
@@ -213,22 +205,22 @@ def build_kernel(
             "competition_dirs": list(dict.fromkeys([competition_slug(cfg), cfg.competition.name])),
             "sample_submission": cfg.competition.sample_submission,
             "test_images": cfg.competition.test_images,
-            "config": "config.yaml",
+            "config": CONFIG,  # stage.config, relative to the dataset
             "predict_args": predict_args,
             "overrides": [],
         }
         code_file = f"{names.kernel_slug}.py"
         atomic_write_text(kernel / code_file, render_script(settings))
-        write_metadata(cfg, names, dataset, kernel, code_file)
-        for sub in ("dataset", "kernel"):
-            shutil.rmtree(root / sub, ignore_errors=True)
-            os.replace(stage / sub, root / sub)
+        write_metadata(cfg, names, stage, code_file)
+        for built, final in ((stage.dataset, out.dataset), (stage.kernel, out.kernel)):
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(built, final)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(stage.root, ignore_errors=True)
 
     files = sorted(
-        (p.relative_to(root / "dataset").as_posix(), p.stat().st_size)
-        for p in (root / "dataset").rglob("*")
+        (p.relative_to(out.dataset).as_posix(), p.stat().st_size)
+        for p in out.dataset.rglob("*")
         if p.is_file() and p.name not in UPLOAD_SKIPPED
     )
     total = sum(s for _, s in files)
@@ -237,4 +229,4 @@ def build_kernel(
                         "(and the private-dataset quota): ship fewer folds or runs")  # fmt: skip
     for w in warnings:
         log.warning("%s", w)
-    return BuildResult(root, names, files, root / "kernel" / code_file, warnings, time.time() - start)
+    return BuildResult(out.root, names, files, out.kernel / code_file, warnings, time.time() - start)

@@ -9,10 +9,9 @@ from typing import Any
 from kseg.atomic import atomic_write_text
 from kseg.config import Config
 from kseg.kernel.slugs import KernelNames
+from kseg.layout import KernelLayout
 
 __all__ = [
-    "DATASET_METADATA",
-    "KERNEL_METADATA",
     "dataset_metadata",
     "kernel_metadata",
     "write_metadata",
@@ -20,9 +19,6 @@ __all__ = [
     "write_json",
     "competition_slug",
 ]
-
-DATASET_METADATA = "dataset-metadata.json"
-KERNEL_METADATA = "kernel-metadata.json"
 
 
 def competition_slug(cfg: Config) -> str:
@@ -75,7 +71,7 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
-def write_metadata(cfg: Config, names: KernelNames, dataset_dir: Path, kernel_dir: Path, code_file: str) -> None:
-    """(Re)write both metadata files, e.g. with the real username right before a push."""
-    write_json(dataset_dir / DATASET_METADATA, dataset_metadata(cfg, names))
-    write_json(kernel_dir / KERNEL_METADATA, kernel_metadata(cfg, names, code_file))
+def write_metadata(cfg: Config, names: KernelNames, build: KernelLayout, code_file: str) -> None:
+    """(Re)write both metadata files of ``build``, e.g. with the real username right before a push."""
+    write_json(build.dataset_metadata, dataset_metadata(cfg, names))
+    write_json(build.kernel_metadata, kernel_metadata(cfg, names, code_file))

@@ -21,7 +21,7 @@ from typing import Any
 
 from kseg import __version__
 from kseg.config import Config, config_to_dict
-from kseg.kernel.build import MANIFEST, git_state, kernel_root
+from kseg.kernel.build import git_state
 from kseg.kernel.kaggle_cli import (
     TERMINAL_KERNEL_STATES,
     KaggleCLI,
@@ -33,14 +33,14 @@ from kseg.kernel.kaggle_cli import (
     parse_kernel_status,
     parse_submit,
 )
-from kseg.kernel.metadata import KERNEL_METADATA, competition_slug, read_json, write_json, write_metadata
+from kseg.kernel.metadata import competition_slug, read_json, write_json, write_metadata
 from kseg.kernel.slugs import kaggle_username, kernel_names
+from kseg.layout import SUBMISSION_CSV, RunLayout, flat_name, fold_dir_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backoff", "PUSH_RECORD", "load_record", "push", "refresh_status", "submit", "training_wandb_ids"]
+__all__ = ["Backoff", "load_record", "push", "refresh_status", "submit", "training_wandb_ids"]
 
-PUSH_RECORD = "push.json"
 Sleep = Callable[[float], None]
 
 
@@ -68,12 +68,12 @@ def _now() -> str:
 
 def load_record(cfg: Config) -> dict[str, Any]:
     """``kernels/<exp>/push.json`` ({} before the first push)."""
-    path = kernel_root(cfg) / PUSH_RECORD
+    path = cfg.kernel_layout.push_record
     return read_json(path) if path.is_file() else {}
 
 
 def _save_record(cfg: Config, record: dict[str, Any]) -> None:
-    write_json(kernel_root(cfg) / PUSH_RECORD, record)
+    write_json(cfg.kernel_layout.push_record, record)
 
 
 def training_wandb_ids(cfg: Config, runs: dict[str, list[int]]) -> dict[str, str]:
@@ -83,7 +83,7 @@ def training_wandb_ids(cfg: Config, runs: dict[str, list[int]]) -> dict[str, str
     ids = {}
     for run, folds in runs.items():
         for fold in folds:
-            path = Path(cfg.runs_dir) / run / f"fold{fold}" / "last.pt"
+            path = RunLayout(Path(cfg.runs_dir), run).last(fold)
             if not path.is_file():
                 continue
             try:
@@ -93,7 +93,7 @@ def training_wandb_ids(cfg: Config, runs: dict[str, list[int]]) -> dict[str, str
                 log.warning("cannot read the wandb id of %s: %s", path, e)
                 continue
             if wid:
-                ids[f"{run}/fold{fold}"] = str(wid)
+                ids[f"{run}/{fold_dir_name(fold)}"] = str(wid)
     return ids
 
 
@@ -155,14 +155,14 @@ def _poll_kernel(
 
 def _fetch_output(cfg: Config, cli: KaggleCLI, kernel: dict[str, Any]) -> None:
     """``kaggle kernels output`` into ``kernels/<exp>/output/v<N>/``; records the files and checks the csv."""
-    folder = kernel_root(cfg) / "output" / f"v{kernel.get('version') or 'latest'}"
+    folder = cfg.kernel_layout.output(kernel.get("version"))
     folder.mkdir(parents=True, exist_ok=True)
     files = parse_kernel_output(cli("kernels", "output", kernel["id"], "-p", str(folder), "-o"))
     kernel["output_dir"] = str(folder)
     kernel["output_files"] = files
     logs = [f for f in files if f.endswith(".log")]
     kernel["log"] = logs[0] if logs else None
-    csv = folder / "submission.csv"
+    csv = folder / SUBMISSION_CSV
     if csv.is_file() and cfg.data_root.is_dir():
         from kseg.submission.validate import validate_submission
 
@@ -191,18 +191,18 @@ def push(
 ) -> dict[str, Any]:  # fmt: skip
     """Upload ``kernels/<exp>/`` (dataset, then kernel) and, with ``wait``, follow the run; returns the record."""
     cli = cli or KaggleCLI()
-    root = kernel_root(cfg)
-    dataset_dir, kernel_dir = root / "dataset", root / "kernel"
-    if not (kernel_dir / KERNEL_METADATA).is_file() or not (dataset_dir / MANIFEST).is_file():
-        raise FileNotFoundError(f"no built kernel in {root}: run `kseg kernel build -c <config>` first")
-    manifest = read_json(dataset_dir / MANIFEST)
+    build = cfg.kernel_layout
+    dataset_dir, kernel_dir = build.dataset, build.kernel
+    if not build.kernel_metadata.is_file() or not build.manifest.is_file():
+        raise FileNotFoundError(f"no built kernel in {build.root}: run `kseg kernel build -c <config>` first")
+    manifest = read_json(build.manifest)
     if manifest.get("experiment") != cfg.name:
         raise ValueError(f"{dataset_dir}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
     user = kaggle_username()
     if not user:
         raise ValueError("no Kaggle username: set KAGGLE_USERNAME/KAGGLE_KEY or put kaggle.json in KAGGLE_CONFIG_DIR")
     names = kernel_names(cfg, user)
-    write_metadata(cfg, names, dataset_dir, kernel_dir, read_json(kernel_dir / KERNEL_METADATA)["code_file"])
+    write_metadata(cfg, names, build, read_json(build.kernel_metadata)["code_file"])
 
     previous = load_record(cfg)
     commit, dirty = git_state()
@@ -256,7 +256,7 @@ def refresh_status(
     cli = cli or KaggleCLI()
     record = load_record(cfg)
     if not record.get("kernel", {}).get("id"):
-        raise FileNotFoundError(f"{kernel_root(cfg) / PUSH_RECORD}: nothing pushed yet (`kseg kernel push` first)")
+        raise FileNotFoundError(f"{cfg.kernel_layout.push_record}: nothing pushed yet (`kseg kernel push` first)")
     kernel = record["kernel"]
     if wait:
         _follow(cfg, cli, record, backoff, sleep, fetch)
@@ -289,7 +289,7 @@ def submit(cfg: Config, message: str, file: str | None = None, cli: KaggleCLI | 
         if kernel.get("status") != "complete":
             raise ValueError(f"kernel {kernel['id']} v{kernel['version']} is {kernel.get('status')!r}, not complete")
         args = ["competitions", "submit", comp, "-k", kernel["id"], "-v", str(kernel["version"]),
-                "-f", "submission.csv", "-m", message]  # fmt: skip
+                "-f", SUBMISSION_CSV, "-m", message]  # fmt: skip
     answer = parse_submit(cli(*args))
     record.setdefault("submissions", []).append(
         {"at": _now(), "file": file, "kernel_version": None if file else record["kernel"]["version"],
@@ -311,17 +311,17 @@ def log_wandb(cfg: Config, record: dict[str, Any]) -> str | None:
         run = wandb.init(
             mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity or None, group=cfg.name,
             job_type="kernel", name=f"{cfg.name}/kernel-v{kernel.get('version')}", id=record["wandb"].get("kernel_run"),
-            resume="allow", dir=str(kernel_root(cfg)), tags=list(cfg.wandb.tags),
+            resume="allow", dir=str(cfg.kernel_layout.root), tags=list(cfg.wandb.tags),
             config={"experiment": config_to_dict(cfg), "dataset": record["dataset"], "kernel_id": kernel["id"],
                     "git_commit": record["git_commit"], "training_runs": record["wandb"]["training_runs"]},
             settings=wandb.Settings(console="off", silent=True),
         )  # fmt: skip
         run.summary.update({"kernel_version": kernel.get("version"), "kernel_status": kernel.get("status"),
                             "dataset_version": record["dataset"].get("version")})  # fmt: skip
-        csv = Path(kernel.get("output_dir") or "/nonexistent") / "submission.csv"
+        csv = Path(kernel.get("output_dir") or "/nonexistent") / SUBMISSION_CSV
         if csv.is_file():
             meta = {"kernel": kernel["id"], "kernel_version": kernel.get("version")}
-            art = wandb.Artifact(f"submission-{cfg.name.replace('/', '-')}", type="submission", metadata=meta)
+            art = wandb.Artifact(f"submission-{flat_name(cfg.name)}", type="submission", metadata=meta)
             art.add_file(str(csv))
             run.log_artifact(art)
         run_id = run.id

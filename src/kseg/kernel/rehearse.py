@@ -24,9 +24,9 @@ from pathlib import Path
 
 import kseg
 from kseg.config import Config
-from kseg.kernel.build import kernel_root
-from kseg.kernel.metadata import KERNEL_METADATA, read_json, write_json
+from kseg.kernel.metadata import read_json, write_json
 from kseg.kernel.offline import Isolation, install_socket_guard, offline_prefix, resolve_isolation
+from kseg.layout import KAGGLE_INPUT, KAGGLE_WORKING, SUBMISSION_CSV, KernelLayout
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,12 @@ class RehearsalResult:
 def make_kaggle_root(top: Path, competition_dirs: dict[str, Path]) -> Path:
     """``top/kaggle/{input/<name> -> folder (symlinks), working/}``; returns ``top/kaggle``."""
     root = top / "kaggle"
-    (root / "working").mkdir(parents=True)
-    (root / "input").mkdir()
+    (root / KAGGLE_WORKING).mkdir(parents=True)
+    (root / KAGGLE_INPUT).mkdir()
     for name, folder in competition_dirs.items():
         if not folder.is_dir():
             raise FileNotFoundError(f"rehearsal input {name}: folder not found: {folder}")
-        os.symlink(folder.resolve(), root / "input" / name, target_is_directory=True)
+        os.symlink(folder.resolve(), root / KAGGLE_INPUT / name, target_is_directory=True)
     return root
 
 
@@ -144,20 +144,21 @@ def rehearse(
     """
     from kseg.submission.validate import validate_submission
 
-    root = kernel_root(cfg).resolve()  # the script runs in another folder: no relative paths
-    kernel_dir, dataset_dir = root / "kernel", root / "dataset"
-    if not (kernel_dir / KERNEL_METADATA).is_file() or not dataset_dir.is_dir():
-        raise FileNotFoundError(f"no built kernel in {kernel_root(cfg)}: run `kseg kernel build -c <config>` first")
-    meta = read_json(kernel_dir / KERNEL_METADATA)
+    built = cfg.kernel_layout
+    build = KernelLayout(built.root.resolve())  # the script runs in another folder: no relative paths
+    kernel_dir, dataset_dir = build.kernel, build.dataset
+    if not build.kernel_metadata.is_file() or not dataset_dir.is_dir():
+        raise FileNotFoundError(f"no built kernel in {built.root}: run `kseg kernel build -c <config>` first")
+    meta = read_json(build.kernel_metadata)
     script = kernel_dir / meta["code_file"]
-    manifest = read_json(dataset_dir / "kseg-manifest.json")
+    manifest = read_json(build.manifest)
     if manifest.get("experiment") != cfg.name:
         raise ValueError(f"{dataset_dir}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
     mode = resolve_isolation(isolation)
-    out_dir = root / "rehearsal"
+    out_dir = build.rehearsal
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    log_path = out_dir / "rehearsal.log"
+    log_path = build.rehearsal_log
 
     work = Path(tempfile.mkdtemp(prefix="kseg-rehearse-"))
     start = time.time()
@@ -168,17 +169,17 @@ def rehearse(
         if mode == "guard":
             install_socket_guard(site_packages)
         env = offline_env(kaggle, work / "home", work / "venv")
-        rc = run_offline([str(python), str(script)], mode, env, kaggle / "working", log_path, timeout, echo)
+        rc = run_offline([str(python), str(script)], mode, env, kaggle / KAGGLE_WORKING, log_path, timeout, echo)
         seconds = time.time() - start
         problems: list[str] = []
         submission = None
-        produced = kaggle / "working" / "submission.csv"
+        produced = kaggle / KAGGLE_WORKING / SUBMISSION_CSV
         if rc != 0:
             problems.append(f"kernel script exited with code {rc} (log: {log_path})")
         if not produced.is_file():
-            problems.append("working/submission.csv was not written")
+            problems.append(f"{KAGGLE_WORKING}/{SUBMISSION_CSV} was not written")
         else:
-            submission = out_dir / "submission.csv"
+            submission = build.rehearsal_submission
             shutil.copy2(produced, submission)
             report = validate_submission(submission, cfg)
             problems += report.problems
@@ -188,7 +189,7 @@ def rehearse(
         else:
             shutil.rmtree(work, ignore_errors=True)
     result = RehearsalResult(not problems, rc, seconds, mode, log_path, submission, problems, work if keep else None)
-    write_json(out_dir / "rehearsal.json", {
+    write_json(build.rehearsal_record, {
         "passed": result.passed, "returncode": rc, "seconds": round(seconds, 1), "isolation": mode,
         "problems": problems, "script": str(script),
     })  # fmt: skip

@@ -24,17 +24,28 @@ from kseg.config import Config, save_config
 from kseg.data.dataset import read_labels
 from kseg.data.folds import fold_split
 from kseg.data.geometry import submission_size
+from kseg.layout import (
+    BEST,
+    LAST,
+    METRICS_CSV,
+    OOF_AUX_FILE,
+    OOF_FILE,
+    OOF_IDS_FILE,
+    RUNS_DIR,
+    TTA_OOF_PREFIX,
+    fold_dir_name,
+)
 from kseg.losses import build_loss
 from kseg.metrics import score_from_stats
 from kseg.models import build_model, save_checkpoint, validated_state_dict
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
 from kseg.train.loop import ValOutput, train_epoch, validate
-from kseg.train.oof_store import OOF_AUX_FILE, OOF_FILE, OOF_IDS_FILE, OofWriter, merge_parts, write_aux, write_ids
+from kseg.train.oof_store import OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.runtime import Runtime
 from kseg.train.seed import configure_determinism, seed_everything
-from kseg.train.state import BEST, LAST, METRICS_CSV, Progress, write_metrics_csv
+from kseg.train.state import Progress, write_metrics_csv
 from kseg.train.tracking import Tracker, start_tracker
 from kseg.train.trainer import Trainer
 from kseg.train.truth import TruthTable
@@ -159,7 +170,7 @@ class FoldRun:
             if not resume:  # a fresh run replaces every artefact of an older one
                 for name in (BEST, LAST, OOF_FILE, OOF_AUX_FILE, METRICS_CSV):
                     (fold_dir / name).unlink(missing_ok=True)
-                for stale in fold_dir.glob("oof_tta-*"):  # re-predicted OOF of the old weights
+                for stale in fold_dir.glob(f"{TTA_OOF_PREFIX}*"):  # re-predicted OOF of the old weights
                     stale.unlink(missing_ok=True)
             save_config(cfg)
             write_ids(fold_dir / OOF_IDS_FILE, self.data.val_ids)
@@ -186,7 +197,7 @@ class FoldRun:
         """Mean training loss of 0-based ``epoch`` over every rank's images (NaN when every batch was skipped)."""
         net = self.trainer.net(epoch)
         self.data.train_sampler.set_epoch(epoch)
-        desc = f"fold{self.fold} ep{epoch + 1} train"
+        desc = f"{fold_dir_name(self.fold)} ep{epoch + 1} train"
         tl_sum, tl_n = train_epoch(self.trainer, net, self.data.train_loader, desc)
         tl_sum, tl_n = D.all_reduce_sum([tl_sum, float(tl_n)], self.info)
         return tl_sum / tl_n if tl_n else math.nan
@@ -201,7 +212,7 @@ class FoldRun:
         try:
             res = validate(
                 eval_model, data.val_loader, data.val_index, self.trainer.loss_fn, self.truth, writer, cfg,
-                self.trainer.rt, desc=f"fold{self.fold} ep{epoch + 1} val",
+                self.trainer.rt, desc=f"{fold_dir_name(self.fold)} ep{epoch + 1} val",
                 n_images=cfg.train.log_images if info.is_main else 0,
             )
             val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
@@ -291,7 +302,7 @@ def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: F
         writer.discard()
 
 
-def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str | Path = "runs") -> Path:
+def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str | Path = RUNS_DIR) -> Path:
     """Load the weights of checkpoint ``template.format(fold=fold, runs_dir=runs_dir)`` into ``model`` (a later
     training stage), e.g. ``{runs_dir}/tgs-salt/unet-r34/fold{fold}/best.pt``.
 

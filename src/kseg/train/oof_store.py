@@ -17,19 +17,7 @@ import pandas as pd
 import torch
 
 from kseg.atomic import atomic_path, atomic_write_bytes, atomic_write_text, commit, temp_path
-
-OOF_FILE = "oof.npy"
-OOF_IDS_FILE = "oof_ids.csv"
-OOF_AUX_FILE = "oof_aux.npy"
-
-
-def oof_files(tta: str = "") -> tuple[str, str, str]:
-    """(probs, ids, aux) file names in a fold folder: training's OOF for ``""``, else the TTA re-prediction
-    of ``kseg predict --oof --tta NAME`` (``oof_tta-NAME.npy``, ``oof_tta-NAME_ids.csv``, ``oof_tta-NAME_aux.npy``)."""
-    if not tta:
-        return OOF_FILE, OOF_IDS_FILE, OOF_AUX_FILE
-    stem = f"oof_tta-{tta}"
-    return f"{stem}.npy", f"{stem}_ids.csv", f"{stem}_aux.npy"
+from kseg.layout import oof_paths
 
 
 def to_uint8(probs: torch.Tensor) -> np.ndarray:
@@ -111,8 +99,9 @@ def write_ids(path: str | Path, ids: Sequence[str]) -> None:
 def read_oof(fold_dir: str | Path) -> tuple[np.ndarray, list[str]]:
     """(memmapped uint8 (N, C, H, W), image ids) of a fold directory."""
     fold_dir = Path(fold_dir)
-    arr = np.load(fold_dir / OOF_FILE, mmap_mode="r")
-    ids = pd.read_csv(fold_dir / OOF_IDS_FILE, dtype=str, keep_default_na=False)["image_id"].tolist()
+    paths = oof_paths(fold_dir)
+    arr = np.load(paths.probs, mmap_mode="r")
+    ids = pd.read_csv(paths.ids, dtype=str, keep_default_na=False)["image_id"].tolist()
     if len(ids) != len(arr):
-        raise ValueError(f"{fold_dir}: {OOF_FILE} has {len(arr)} rows but {OOF_IDS_FILE} has {len(ids)} ids")
+        raise ValueError(f"{fold_dir}: {paths.probs.name} has {len(arr)} rows but {paths.ids.name} has {len(ids)} ids")
     return arr, ids

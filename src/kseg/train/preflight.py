@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from kseg.config import Config
+from kseg.layout import BEST, LAST, METRICS_CSV, OOF_FILE, OOF_IDS_FILE
 from kseg.typed import ConfigError, validate
 
 log = logging.getLogger(__name__)
 
-ARTEFACTS = ("best.pt", "last.pt", "oof.npy", "metrics.csv", "oof_ids.csv")
+ARTEFACTS = (BEST, LAST, OOF_FILE, METRICS_CSV, OOF_IDS_FILE)  # a fold folder's files a training run writes
 # optimizer tensors per parameter in last.pt (exp_avg + exp_avg_sq for the Adam family, momentum buffer ...)
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "sgd": 1, "rmsprop": 2}
 MARGIN = 1.1

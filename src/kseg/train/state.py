@@ -23,7 +23,6 @@ from kseg.config import Config, config_to_dict
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_metric", "seconds"]
-LAST, BEST, METRICS_CSV = "last.pt", "best.pt", "metrics.csv"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from kseg.config import Config, config_to_dict
+from kseg.layout import fold_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ def start_tracker(cfg: Config, fold: int, run_id: str | None = None) -> Tracker:
             project=cfg.wandb.project,
             entity=cfg.wandb.entity or None,
             group=cfg.name,
-            job_type=f"fold{fold}",
-            name=f"{cfg.name}/fold{fold}",
+            job_type=fold_dir_name(fold),
+            name=f"{cfg.name}/{fold_dir_name(fold)}",
             config=config_to_dict(cfg),
             dir=str(cfg.run_dir),
             tags=list(cfg.wandb.tags),

@@ -8,7 +8,6 @@ the mean probability quantized again.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,9 @@ import pandas as pd
 
 from kseg.config import Config
 from kseg.data.folds import read_folds
-from kseg.train.oof_store import oof_files
+from kseg.layout import OOF_FILE, RUNS_DIR, RunLayout, fold_dir_name, fold_dirs, oof_files
 
 log = logging.getLogger(__name__)
-
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -76,10 +73,9 @@ def find_folds(run_dir: Path, exp: str, tta: str = "") -> list[FoldOOF]:
         raise FileNotFoundError(f"run folder not found: {run_dir} (train the experiment first)")
     probs_name = oof_files(tta)[0]
     found = []
-    for child in run_dir.iterdir():
-        m = _FOLD_DIR.match(child.name)
-        if m and (child / probs_name).is_file():
-            found.append(open_fold(exp, int(m.group(1)), child, tta))
+    for fold, child in fold_dirs(run_dir):
+        if (child / probs_name).is_file():
+            found.append(open_fold(exp, fold, child, tta))
     if not found:
         how = f"run kseg predict --oof --tta {tta}" if tta else "run kseg train"
         raise FileNotFoundError(f"no fold*/{probs_name} under {run_dir} ({how} first)")
@@ -123,8 +119,8 @@ class OOFSet:
             for fi, f in enumerate(folds):
                 if tuple(f.probs.shape[1:]) != self.shape:
                     raise ValueError(
-                        f"runs/{name}/fold{f.fold}/oof.npy: shape [C, H, W] = {f.probs.shape[1:]}, "
-                        f"but runs/{self.names[0]} has {self.shape}"
+                        f"{RUNS_DIR}/{name}/{fold_dir_name(f.fold)}/{OOF_FILE}: shape [C, H, W] = {f.probs.shape[1:]}, "
+                        f"but {RUNS_DIR}/{self.names[0]} has {self.shape}"
                     )
                 for row, image_id in enumerate(f.ids):
                     where[image_id] = (fi, row)
@@ -192,7 +188,7 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
     fold_of = pd.Series(folds.fold.to_numpy(), index=folds.image_id)
     name = oof.names[0]
     for f in oof.experiments[name]:
-        where = Path(cfg.runs_dir) / name / f"fold{f.fold}" / "oof_ids.csv"
+        where = RunLayout(Path(cfg.runs_dir), name).oof(f.fold).ids
         ids = pd.Series(f.ids, dtype=object)
         got = ids.map(fold_of)
         wrong = got.isna() | (got != f.fold)
@@ -214,4 +210,4 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
 
 def load_oof(cfg: Config, runs: list[str]) -> OOFSet:
     """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``)."""
-    return OOFSet({name: find_folds(Path(cfg.runs_dir) / name, name, cfg.tune.oof_tta) for name in runs})
+    return OOFSet({name: find_folds(RunLayout(Path(cfg.runs_dir), name).root, name, cfg.tune.oof_tta) for name in runs})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +87,6 @@ def grid_frame(result: TuneResult) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"
-
-
 def plot_class(result: TuneResult, c: int, path: Path) -> None:
     """Score vs threshold, one line per min_size, other axes at the chosen values; PNG at ``path``."""
     import matplotlib
@@ -123,13 +118,13 @@ def plot_class(result: TuneResult, c: int, path: Path) -> None:
 
 def write_outputs(cfg: Config, result: TuneResult, plots: bool = True) -> dict[str, Path]:
     """Write postprocess.json, tune.csv and tune_<class>.png into ``cfg.run_dir``; returns the paths."""
-    out = cfg.run_dir
-    paths = {"postprocess": out / "postprocess.json", "csv": out / "tune.csv"}
+    out = cfg.layout
+    paths = {"postprocess": out.postprocess, "csv": out.tune_csv}
     atomic_write_text(paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name, cfg.tune.oof_tta), indent=2) + "\n")
     atomic_write_text(paths["csv"], grid_frame(result).to_csv(index=False))
     if plots:
         for c, name in enumerate(result.classes):
-            paths[f"plot_{name}"] = out / f"tune_{_safe(name)}.png"
+            paths[f"plot_{name}"] = out.tune_plot(name)
             plot_class(result, c, paths[f"plot_{name}"])
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths

@@ -12,6 +12,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from kseg.config import Config
+from kseg.layout import RunLayout
 from kseg.metrics import get_metric
 from kseg.postprocess import ClassParams, exclusive_candidates
 from kseg.train.truth import TruthTable
@@ -70,7 +71,7 @@ def epoch_selection(cfg: Config, runs: list[str]) -> dict[str, str]:
     """
     out = {}
     for run in runs:
-        path = Path(cfg.runs_dir) / run / "config.yaml"
+        path = RunLayout(Path(cfg.runs_dir), run).config
         try:
             saved = yaml.safe_load(path.read_text()) or {}
             train, sched = saved.get("train") or {}, saved.get("sched") or {}
