@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 BENCHES := rle_speed postprocess_speed tune_grid data_loading predict_memory train_throughput mask_alignment
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from _common import REPO, write_results
-
 from kseg.config import load_config
 from kseg.data.dataset import SegDataset, make_loader, read_labels
 from kseg.demo.synthetic import make_demo
 from kseg.losses import build_loss
 from kseg.models import build_model
+
+from _common import REPO, write_results
 
 # Typical resnet34 U-Net AMP train-step rates on one modern data-centre GPU (images/s), for context only.
 GPU_STEP_REFERENCE = {"tgs_128": 1500.0, "severstal_256x1600": 60.0}
@@ -75,33 +75,63 @@ def main() -> None:
             root = Path(tmp) / "tgs"
             make_demo(root, n_train=64, n_test=0, size=(101, 101))
         cases = [
-            ("tgs_128", "configs/tgs-salt/unet-r34.yaml" if tgs.is_dir() else "configs/demo.yaml",
-             [f"data.root={root}", "data.image_size=[128,128]", "data.resize=pad"], 32),
-            ("severstal_256x1600", "configs/demo.yaml", [f"data.root={Path(tmp) / 'sev'}", "data.image_size=[256,1600]",
-             "competition.image_size=[256,1600]", "competition.submission_size=[256,1600]",
-             "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}},"
-             " {name: RandomBrightnessContrast, params: {p: 0.5}}]"], 4),
-        ]  # fmt: skip
+            (
+                "tgs_128",
+                "configs/tgs-salt/unet-r34.yaml" if tgs.is_dir() else "configs/demo.yaml",
+                [f"data.root={root}", "data.image_size=[128,128]", "data.resize=pad"],
+                32,
+            ),
+            (
+                "severstal_256x1600",
+                "configs/demo.yaml",
+                [
+                    f"data.root={Path(tmp) / 'sev'}",
+                    "data.image_size=[256,1600]",
+                    "competition.image_size=[256,1600]",
+                    "competition.submission_size=[256,1600]",
+                    "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}},"
+                    " {name: RandomBrightnessContrast, params: {p: 0.5}}]",
+                ],
+                4,
+            ),
+        ]
         make_demo(Path(tmp) / "sev", n_train=96, n_test=0, size=(256, 1600))
         for name, config, overrides, bs in cases:
             cfg = load_config(
                 REPO / config,
-                overrides + ["data.num_workers=2", f"data.batch_size={bs}", "model.encoder=resnet34",
-                             "model.encoder_weights=none", "model.kwargs={}", "model.aux_head=false"],
-            )  # fmt: skip
+                overrides
+                + [
+                    "data.num_workers=2",
+                    f"data.batch_size={bs}",
+                    "model.encoder=resnet34",
+                    "model.encoder_weights=none",
+                    "model.kwargs={}",
+                    "model.aux_head=false",
+                ],
+            )
             labels = read_labels(cfg)
             ids = labels.image_id.tolist()[: 64 * bs]
             loader_ips = loader_rate(cfg, ids, labels, batches=max(8, min(len(ids), 1024) // bs - 1))  # steady state
             step_ips = step_rate(cfg, bs, steps=3)
             gpu_ref = GPU_STEP_REFERENCE[name]
-            records.append({
-                "name": f"loader_vs_step_{name}", "ratio": loader_ips / step_ips, "goal": 1.0,
-                "loader_images_per_s": round(loader_ips, 1), "cpu_train_step_images_per_s": round(step_ips, 2),
-                "gpu_step_reference_images_per_s": gpu_ref, "loader_vs_gpu_reference": round(loader_ips / gpu_ref, 2),
-                "batch_size": bs, "workers": 2, "encoder": "resnet34",
-            })  # fmt: skip
-            print(f"{name}: loader {loader_ips:.1f} img/s, CPU train step {step_ips:.2f} img/s, "
-                  f"loader / GPU-typical step ({gpu_ref:.0f} img/s) = {loader_ips / gpu_ref:.2f}")  # fmt: skip
+            records.append(
+                {
+                    "name": f"loader_vs_step_{name}",
+                    "ratio": loader_ips / step_ips,
+                    "goal": 1.0,
+                    "loader_images_per_s": round(loader_ips, 1),
+                    "cpu_train_step_images_per_s": round(step_ips, 2),
+                    "gpu_step_reference_images_per_s": gpu_ref,
+                    "loader_vs_gpu_reference": round(loader_ips / gpu_ref, 2),
+                    "batch_size": bs,
+                    "workers": 2,
+                    "encoder": "resnet34",
+                }
+            )
+            print(
+                f"{name}: loader {loader_ips:.1f} img/s, CPU train step {step_ips:.2f} img/s, "
+                f"loader / GPU-typical step ({gpu_ref:.0f} img/s) = {loader_ips / gpu_ref:.2f}"
+            )
     write_results("data_loading", records)
 
 

@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-from _common import REPO, best_time, write_results
-
 from kseg.config import load_config
 from kseg.data import geometry
 from kseg.data.images import read_image
+
+from _common import REPO, best_time, write_results
 
 CASES = {  # name: (native (H, W), size (H, W)); the shipped configs' sizes first
     "carvana_128": ((1280, 1918), (128, 128)),  # configs/carvana/unet128.yaml
@@ -106,10 +106,18 @@ def alignment_records() -> list[dict]:
             worst_shift = max(worst_shift, *np.abs(res["new"]["centroid_shift_px"]))
             dice_ratio = min(dice_ratio, res["new"]["dice"] / res["reference"]["dice"])
         base = {"native": list(native), "size": list(size), "probes": details}
-        records.append({"name": f"align_{case}", "ratio": 1.0 / max(worst_shift, 1e-3), "goal": 1.0,
-                        "new_max_centroid_shift_px": worst_shift, **base})  # fmt: skip
-        records.append({"name": f"dice_{case}", "ratio": dice_ratio, "goal": 0.9999, "native": list(native),
-                        "size": list(size)})  # fmt: skip
+        records.append(
+            {
+                "name": f"align_{case}",
+                "ratio": 1.0 / max(worst_shift, 1e-3),
+                "goal": 1.0,
+                "new_max_centroid_shift_px": worst_shift,
+                **base,
+            }
+        )
+        records.append(
+            {"name": f"dice_{case}", "ratio": dice_ratio, "goal": 0.9999, "native": list(native), "size": list(size)}
+        )
     return records
 
 
@@ -149,16 +157,30 @@ def speed_records() -> list[dict]:
     }
     records = []
     for name, (native, size, c, exclusive, suffix) in cases.items():
-        labels = cv2.resize(rng.integers(0, c + 1, (native[0] // 16, native[1] // 16)).astype(np.uint8),
-                            native[::-1], interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        labels = cv2.resize(
+            rng.integers(0, c + 1, (native[0] // 16, native[1] // 16)).astype(np.uint8),
+            native[::-1],
+            interpolation=cv2.INTER_NEAREST,
+        )
         mask = np.ascontiguousarray((labels[..., None] == np.arange(1, c + 1)).astype(np.uint8))
-        t_new = best_time(lambda: geometry.resize_masks(mask, size, exclusive=exclusive), 3)
-        t_old = best_time(lambda: old_resize_masks(mask, size), 3)
+        t_new = best_time(lambda m=mask, s=size, e=exclusive: geometry.resize_masks(m, s, exclusive=e), 3)
+        t_old = best_time(lambda m=mask, s=size: old_resize_masks(m, s), 3)
         t_image = image_load_seconds(native, size, suffix)
-        print(f"{name:<36} new {1e3 * t_new:7.2f} ms  old {1e3 * t_old:7.2f} ms  "
-              f"image read + fit_image {1e3 * t_image:7.2f} ms")  # fmt: skip
-        records.append({"name": f"speed_{name}", "ratio": t_image / t_new, "goal": 2.0, "new_ms": 1e3 * t_new,
-                        "old_ms": 1e3 * t_old, "image_load_ms": 1e3 * t_image, "classes": c})  # fmt: skip
+        print(
+            f"{name:<36} new {1e3 * t_new:7.2f} ms  old {1e3 * t_old:7.2f} ms  "
+            f"image read + fit_image {1e3 * t_image:7.2f} ms"
+        )
+        records.append(
+            {
+                "name": f"speed_{name}",
+                "ratio": t_image / t_new,
+                "goal": 2.0,
+                "new_ms": 1e3 * t_new,
+                "old_ms": 1e3 * t_old,
+                "image_load_ms": 1e3 * t_image,
+                "classes": c,
+            }
+        )
     return records
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from _common import best_time, write_results
-
 from kseg.postprocess import ClassParams, apply_postprocess, binarize, quantize, remove_small
+
+from _common import best_time, write_results
 
 H, W = 256, 1600
 
@@ -66,8 +66,8 @@ def main() -> None:
         ref = kernel_remove_small(mask, min_size)
         assert np.array_equal(ours, ref > 0), f"{name}: outputs differ"
         assert ours.sum() < mask.sum(), f"{name}: min_size removes nothing, the probe is too easy"
-        t_ours = best_time(lambda: remove_small(mask, min_size), number=3, repeat=7)
-        t_kernel = best_time(lambda: kernel_remove_small(mask, min_size), number=1, repeat=3)
+        t_ours = best_time(lambda m=mask, k=min_size: remove_small(m, k), number=3, repeat=7)
+        t_kernel = best_time(lambda m=mask, k=min_size: kernel_remove_small(m, k), number=1, repeat=3)
         print(f"{name}: {n_comp} components, kseg {t_ours * 1e3:.2f} ms, kernel loop {t_kernel * 1e3:.1f} ms")
         records.append(
             {

@@ -45,10 +45,23 @@ def make_checkpoint(config: Path, runs: Path) -> None:
 
 def measure(config: Path, root: Path, runs: Path, out: Path, batch_size: int) -> dict:
     cmd = [
-        sys.executable, "-m", "kseg.cli", "predict", "-c", str(config), "--tta", "hvflip", "--out", str(out),
-        "--no-progress", f"data.root={root}", f"runs_dir={runs}", "data.num_workers=0", "train.device=cpu",
+        sys.executable,
+        "-m",
+        "kseg.cli",
+        "predict",
+        "-c",
+        str(config),
+        "--tta",
+        "hvflip",
+        "--out",
+        str(out),
+        "--no-progress",
+        f"data.root={root}",
+        f"runs_dir={runs}",
+        "data.num_workers=0",
+        "train.device=cpu",
         f"predict.batch_size={batch_size}",
-    ]  # fmt: skip
+    ]
     res = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True, cwd=REPO)
     if res.returncode:
         raise SystemExit(f"kseg predict failed ({res.returncode}):\n{res.stderr}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _common import write_results
-
 import numpy as np
 import pandas as pd
 
@@ -22,13 +20,18 @@ from kseg.metrics import score
 from kseg.train.oof_store import read_oof
 from kseg.train.truth import TruthTable
 
+from _common import write_results
+
 
 def baseline(cfg, ids: list[str], shape: tuple[int, int]) -> tuple[str, float]:
     """Score of the better trivial prediction (all empty or all foreground) on the fold's images."""
     truth = TruthTable(cfg, read_labels(cfg))
     masks = np.stack([truth.masks([i], shape, [shape])[0] for i in ids])
     empty, full = np.zeros_like(masks), np.ones_like(masks)
-    scores = {"all_empty": score(empty, masks, cfg.competition.metric), "all_foreground": score(full, masks, cfg.competition.metric)}
+    scores = {
+        "all_empty": score(empty, masks, cfg.competition.metric),
+        "all_foreground": score(full, masks, cfg.competition.metric),
+    }
     name = max(scores, key=scores.get)
     return name, scores[name]
 
@@ -41,24 +44,26 @@ def main(fold_dirs: list[str]) -> None:
         oof, ids = read_oof(d)
         kind, base = baseline(cfg, ids, tuple(oof.shape[2:]))
         best = m.loc[m.val_metric.idxmax()]
-        records.append({
-            "name": f"real_{cfg.competition.name}_{d.name}",
-            "ratio": round(float(best.val_metric) / base, 3) if base > 0 else float("inf"),
-            "goal": 1.0,
-            "metric": cfg.competition.metric,
-            "best_val_metric": round(float(best.val_metric), 4),
-            "best_epoch": int(best.epoch),
-            "epochs": int(m.epoch.max()),
-            "trivial_baseline": kind,
-            "trivial_baseline_metric": round(base, 4),
-            "train_minutes": round(float(m.seconds.sum()) / 60, 1),
-            "val_images": len(ids),
-            "encoder": cfg.model.encoder,
-            "encoder_weights": cfg.model.encoder_weights,
-            "image_size": list(cfg.data.image_size),
-            "batch_size": cfg.data.batch_size,
-            "per_epoch": m.round(4).to_dict(orient="records"),
-        })  # fmt: skip
+        records.append(
+            {
+                "name": f"real_{cfg.competition.name}_{d.name}",
+                "ratio": round(float(best.val_metric) / base, 3) if base > 0 else float("inf"),
+                "goal": 1.0,
+                "metric": cfg.competition.metric,
+                "best_val_metric": round(float(best.val_metric), 4),
+                "best_epoch": int(best.epoch),
+                "epochs": int(m.epoch.max()),
+                "trivial_baseline": kind,
+                "trivial_baseline_metric": round(base, 4),
+                "train_minutes": round(float(m.seconds.sum()) / 60, 1),
+                "val_images": len(ids),
+                "encoder": cfg.model.encoder,
+                "encoder_weights": cfg.model.encoder_weights,
+                "image_size": list(cfg.data.image_size),
+                "batch_size": cfg.data.batch_size,
+                "per_epoch": m.round(4).to_dict(orient="records"),
+            }
+        )
     write_results("real_data", records)
 
 

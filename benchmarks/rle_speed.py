@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from _common import best_time, write_results
-
 from kseg.data.rle import decode, encode
+
+from _common import best_time, write_results
 
 
 def kernel_encode(img: np.ndarray) -> str:
@@ -26,7 +26,7 @@ def kernel_decode(mask_rle: str, shape: tuple[int, int]) -> np.ndarray:
     starts -= 1
     ends = starts + lengths
     img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    for lo, hi in zip(starts, ends):
+    for lo, hi in zip(starts, ends, strict=True):
         img[lo:hi] = 1
     return img.reshape(shape, order="F")
 
@@ -43,17 +43,32 @@ def main() -> None:
     rle = encode(mask)
     assert rle == kernel_encode(mask) and np.array_equal(decode(rle, mask.shape), kernel_decode(rle, mask.shape))
     t_enc, t_enc_ref = best_time(lambda: encode(mask), 5), best_time(lambda: kernel_encode(mask), 5)
-    t_dec, t_dec_ref = best_time(lambda: decode(rle, (256, 1600)), 5), best_time(lambda: kernel_decode(rle, (256, 1600)), 5)
+    t_dec, t_dec_ref = (
+        best_time(lambda: decode(rle, (256, 1600)), 5),
+        best_time(lambda: kernel_decode(rle, (256, 1600)), 5),
+    )
     runs = len(rle.split()) // 2
     write_results(
         "rle_speed",
         [
-            {"name": "rle_encode_256x1600", "ratio": t_enc_ref / t_enc, "goal": 3.0, "ours_ms": 1e3 * t_enc,
-             "reference_ms": 1e3 * t_enc_ref, "runs": runs},
-            {"name": "rle_decode_256x1600", "ratio": t_dec_ref / t_dec, "goal": 5.0, "ours_ms": 1e3 * t_dec,
-             "reference_ms": 1e3 * t_dec_ref, "runs": runs},
+            {
+                "name": "rle_encode_256x1600",
+                "ratio": t_enc_ref / t_enc,
+                "goal": 3.0,
+                "ours_ms": 1e3 * t_enc,
+                "reference_ms": 1e3 * t_enc_ref,
+                "runs": runs,
+            },
+            {
+                "name": "rle_decode_256x1600",
+                "ratio": t_dec_ref / t_dec,
+                "goal": 5.0,
+                "ours_ms": 1e3 * t_dec,
+                "reference_ms": 1e3 * t_dec_ref,
+                "runs": runs,
+            },
         ],
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

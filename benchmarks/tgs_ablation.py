@@ -15,8 +15,6 @@ import platform
 import sys
 from pathlib import Path
 
-from _common import write_results
-
 import numpy as np
 
 from kseg.config import Config, load_config
@@ -26,12 +24,19 @@ from kseg.train.truth import TruthTable
 from kseg.tune.oof_set import load_oof
 from kseg.tune.run import TuneResult, tune
 
+from _common import write_results
+
 GATES = "tune.aux_gates=[0,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"
 NO_GATE = "tune.aux_gates=[0]"
 
 # (variant, experiment, tune overrides, what differs from the baseline)
 VARIANTS = [
-    ("baseline", "unet-r18-cpu", ["tune.oof_tta=", NO_GATE], "BCE+lovasz from the start, reflect pad 101->128, aux head, no TTA, no gate"),
+    (
+        "baseline",
+        "unet-r18-cpu",
+        ["tune.oof_tta=", NO_GATE],
+        "BCE+lovasz from the start, reflect pad 101->128, aux head, no TTA, no gate",
+    ),
     ("aux_gate", "unet-r18-cpu", ["tune.oof_tta=none", GATES], "+ empty-mask gate on the aux head (tuned)"),
     ("hflip_tta", "unet-r18-cpu", ["tune.oof_tta=hflip", NO_GATE], "+ hflip TTA on the OOF"),
     ("hflip_tta_aux_gate", "unet-r18-cpu", ["tune.oof_tta=hflip", GATES], "+ hflip TTA + aux gate (shipped config)"),
@@ -39,10 +44,30 @@ VARIANTS = [
     ("resize_hflip_aux_gate", "r18-cpu-resize", ["tune.oof_tta=hflip", GATES], "resize + hflip TTA + aux gate"),
     ("bce_only", "r18-cpu-bce", ["tune.oof_tta=", NO_GATE], "BCE alone for 7 epochs"),
     ("bce_only_hflip_aux_gate", "r18-cpu-bce", ["tune.oof_tta=hflip", GATES], "BCE alone + hflip TTA + aux gate"),
-    ("bce_then_lovasz", "r18-cpu-bce-lovasz", ["tune.oof_tta=", NO_GATE], "BCE 7 epochs, then lovasz hinge 3 epochs (lr 1e-4)"),
-    ("bce_then_bce", "r18-cpu-bce-more", ["tune.oof_tta=", NO_GATE], "control: BCE 7 epochs, then BCE 3 more epochs (lr 1e-4)"),
-    ("bce_then_lovasz_hflip_aux_gate", "r18-cpu-bce-lovasz", ["tune.oof_tta=hflip", GATES], "lovasz fine-tuned + hflip TTA + aux gate"),
-    ("bce_then_bce_hflip_aux_gate", "r18-cpu-bce-more", ["tune.oof_tta=hflip", GATES], "control + hflip TTA + aux gate"),
+    (
+        "bce_then_lovasz",
+        "r18-cpu-bce-lovasz",
+        ["tune.oof_tta=", NO_GATE],
+        "BCE 7 epochs, then lovasz hinge 3 epochs (lr 1e-4)",
+    ),
+    (
+        "bce_then_bce",
+        "r18-cpu-bce-more",
+        ["tune.oof_tta=", NO_GATE],
+        "control: BCE 7 epochs, then BCE 3 more epochs (lr 1e-4)",
+    ),
+    (
+        "bce_then_lovasz_hflip_aux_gate",
+        "r18-cpu-bce-lovasz",
+        ["tune.oof_tta=hflip", GATES],
+        "lovasz fine-tuned + hflip TTA + aux gate",
+    ),
+    (
+        "bce_then_bce_hflip_aux_gate",
+        "r18-cpu-bce-more",
+        ["tune.oof_tta=hflip", GATES],
+        "control + hflip TTA + aux gate",
+    ),
 ]
 
 
@@ -56,7 +81,11 @@ COMPARISONS = [
     ("BCE alone instead of BCE + lovasz (7 epochs)", "bce_only", "baseline"),
     ("BCE alone instead of BCE + lovasz, with TTA + gate", "bce_only_hflip_aux_gate", "hflip_tta_aux_gate"),
     ("lovasz fine-tuning vs 3 more BCE epochs", "bce_then_lovasz", "bce_then_bce"),
-    ("lovasz fine-tuning vs 3 more BCE epochs, with TTA + gate", "bce_then_lovasz_hflip_aux_gate", "bce_then_bce_hflip_aux_gate"),
+    (
+        "lovasz fine-tuning vs 3 more BCE epochs, with TTA + gate",
+        "bce_then_lovasz_hflip_aux_gate",
+        "bce_then_bce_hflip_aux_gate",
+    ),
 ]
 
 
@@ -82,7 +111,7 @@ def per_image_cv(cfg: Config, result: TuneResult) -> dict[str, float]:
         aux = None if chunk.aux is None else chunk.aux.astype(np.float32) / np.float32(255)
         masks = apply_postprocess_batch(chunk.q, params, aux).astype(bool)
         scores = per_item_scores(masks, truth.masks(chunk.ids, oof.shape[1:]), cfg.competition.metric).mean(axis=1)
-        out.update(zip(chunk.ids, scores.tolist()))
+        out.update(zip(chunk.ids, scores.tolist(), strict=True))
     mean = float(np.mean(list(out.values())))
     if abs(mean - result.score_cv) > 1e-6:
         raise AssertionError(f"{cfg.name}: per-image CV mean {mean:.6f} != tune's CV {result.score_cv:.6f}")
@@ -102,7 +131,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     config, overrides = argv[1], [a for a in argv[2:] if not a.startswith("name=")]
     records, base_cv, base_images, per_variant = [], None, None, {}
-    print("| variant | change | folds (best val, thr 0.5) | OOF thr 0.5 | tuned | CV | CV vs baseline (± 1.96 SE) | params |")
+    print(
+        "| variant | change | folds (best val, thr 0.5) | OOF thr 0.5 | tuned | CV "
+        "| CV vs baseline (± 1.96 SE) | params |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for variant, exp, tune_ov, what in VARIANTS:
         cfg = load_config(config, [*overrides, f"name=tgs-salt/{exp}", *tune_ov])
@@ -119,16 +151,29 @@ def main(argv: list[str]) -> None:
         p = result.params[0]
         params = f"thr {p.threshold:g}, min_size {p.min_size}" + (f", aux_gate {p.aux_gate:g}" if p.aux_gate else "")
         folds = best_per_fold(cfg.run_dir)
-        records.append({
-            "name": f"tgs_ablation_{variant}", "ratio": result.score_cv / base_cv, "goal": 1.0, "change": what,
-            "experiment": cfg.name, "oof_tta": cfg.tune.oof_tta or "(training OOF)", "oof_images": result.n_images,
-            "folds_best_val_thr05": folds, "oof_default_thr05": result.score_default,
-            "oof_tuned_optimistic": result.score_tuned, "oof_tuned_cv": result.score_cv, "params": params,
-            "cv_delta_vs_baseline": delta, "cv_delta_standard_error": se,
-            "hardware": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
-        })  # fmt: skip
-        print(f"| {variant} | {what} | {', '.join(f'{v:.4f}' for v in folds)} | {result.score_default:.4f} | "
-              f"{result.score_tuned:.4f} | {result.score_cv:.4f} | {delta:+.4f} ± {1.96 * se:.4f} | {params} |")  # fmt: skip
+        records.append(
+            {
+                "name": f"tgs_ablation_{variant}",
+                "ratio": result.score_cv / base_cv,
+                "goal": 1.0,
+                "change": what,
+                "experiment": cfg.name,
+                "oof_tta": cfg.tune.oof_tta or "(training OOF)",
+                "oof_images": result.n_images,
+                "folds_best_val_thr05": folds,
+                "oof_default_thr05": result.score_default,
+                "oof_tuned_optimistic": result.score_tuned,
+                "oof_tuned_cv": result.score_cv,
+                "params": params,
+                "cv_delta_vs_baseline": delta,
+                "cv_delta_standard_error": se,
+                "hardware": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
+            }
+        )
+        print(
+            f"| {variant} | {what} | {', '.join(f'{v:.4f}' for v in folds)} | {result.score_default:.4f} | "
+            f"{result.score_tuned:.4f} | {result.score_cv:.4f} | {delta:+.4f} ± {1.96 * se:.4f} | {params} |"
+        )
     print("\n| change (one thing differs) | variant | reference | CV difference (± 1.96 SE, paired over images) |")
     print("|---|---|---|---|")
     by_name = {r["name"]: r for r in records}
@@ -136,7 +181,8 @@ def main(argv: list[str]) -> None:
         if variant in per_variant and ref in per_variant:
             delta, se = paired_delta(per_variant[variant], per_variant[ref])
             by_name[f"tgs_ablation_{variant}"].setdefault("comparisons", []).append(
-                {"change": change, "reference": ref, "cv_delta": delta, "standard_error": se})
+                {"change": change, "reference": ref, "cv_delta": delta, "standard_error": se}
+            )
             print(f"| {change} | {variant} | {ref} | {delta:+.4f} ± {1.96 * se:.4f} |")
     write_results("tgs_ablation", records)
 

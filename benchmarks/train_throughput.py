@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import REPO, write_results
-
 import torch
 
 from kseg.config import load_config
@@ -24,6 +22,8 @@ from kseg.models import build_model
 from kseg.optim import build_optimizer, build_scheduler
 from kseg.train.dist import DistInfo
 from kseg.train.loop import Runtime, train_one_epoch
+
+from _common import REPO, write_results
 
 CASES = [  # name, config, image size, batch size
     ("demo_128x256", "configs/demo.yaml", (128, 256), 8),
@@ -46,11 +46,21 @@ def bare_steps(model, loss_fn, opt, batches, rt) -> None:
 
 
 def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int, repeat: int) -> dict:
-    cfg = load_config(REPO / config, [
-        "model.encoder=resnet34", "model.encoder_weights=none", "model.kwargs={}", "model.aux_head=false",
-        f"data.image_size=[{size[0]}, {size[1]}]", f"data.batch_size={bs}", f"train.device={device}",
-        "loss=[{name: bce, weight: 0.5}, {name: dice, weight: 0.5}]", "optim.name=adamw", "sched.name=none",
-    ])  # fmt: skip
+    cfg = load_config(
+        REPO / config,
+        [
+            "model.encoder=resnet34",
+            "model.encoder_weights=none",
+            "model.kwargs={}",
+            "model.aux_head=false",
+            f"data.image_size=[{size[0]}, {size[1]}]",
+            f"data.batch_size={bs}",
+            f"train.device={device}",
+            "loss=[{name: bce, weight: 0.5}, {name: dice, weight: 0.5}]",
+            "optim.name=adamw",
+            "sched.name=none",
+        ],
+    )
     info = DistInfo(device=torch.device(device))
     rt = Runtime.from_config(cfg, info)
     rt = Runtime(rt.device, rt.amp, rt.channels_last, progress=False)
@@ -63,8 +73,14 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
     sched = build_scheduler(cfg, opt, steps)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp)
     c = cfg.competition.num_classes
-    batches = [{"image": torch.randn(bs, 3, *size), "mask": (torch.rand(bs, c, *size) > 0.7).float(),
-                "id": [str(i) for i in range(bs)]} for _ in range(steps)]  # fmt: skip
+    batches = [
+        {
+            "image": torch.randn(bs, 3, *size),
+            "mask": (torch.rand(bs, c, *size) > 0.7).float(),
+            "id": [str(i) for i in range(bs)],
+        }
+        for _ in range(steps)
+    ]
     bare_steps(model, loss_fn, opt, batches[:2], rt)  # warm up allocator / kernels
     bare, loop = [], []
     for _ in range(repeat):  # interleaved so load from other processes hits both alike
@@ -77,9 +93,17 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
             torch.cuda.synchronize()
         loop.append(time.perf_counter() - t)
     n = steps * bs
-    return {"bare_images_per_s": round(n / min(bare), 2), "kseg_images_per_s": round(n / min(loop), 2),
-            "batch_size": bs, "image_size": list(size), "steps": steps, "repeat": repeat,
-            "threads": torch.get_num_threads(), "device": str(rt.device), "amp": rt.amp}  # fmt: skip
+    return {
+        "bare_images_per_s": round(n / min(bare), 2),
+        "kseg_images_per_s": round(n / min(loop), 2),
+        "batch_size": bs,
+        "image_size": list(size),
+        "steps": steps,
+        "repeat": repeat,
+        "threads": torch.get_num_threads(),
+        "device": str(rt.device),
+        "amp": rt.amp,
+    }
 
 
 def main() -> None:
@@ -93,9 +117,15 @@ def main() -> None:
         for name, config, size, bs in CASES:
             steps = args.steps * (10 if device == "cuda" else 1)
             r = measure(config, size, bs, device, steps, args.repeat)
-            records.append({"name": f"train_loop_vs_bare_step_{device}_{name}",
-                            "ratio": round(r["kseg_images_per_s"] / r["bare_images_per_s"], 3), "goal": 0.9,
-                            "encoder": "resnet34", **r})  # fmt: skip
+            records.append(
+                {
+                    "name": f"train_loop_vs_bare_step_{device}_{name}",
+                    "ratio": round(r["kseg_images_per_s"] / r["bare_images_per_s"], 3),
+                    "goal": 0.9,
+                    "encoder": "resnet34",
+                    **r,
+                }
+            )
     write_results("train_throughput", records)
 
 

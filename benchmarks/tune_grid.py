@@ -25,8 +25,6 @@ import time
 
 import cv2
 import numpy as np
-
-from _common import write_results
 from postprocess_speed import kernel_remove_small
 
 from kseg.metrics import dice_from_stats
@@ -34,6 +32,8 @@ from kseg.postprocess import quantize
 from kseg.tune.grid import Grid
 from kseg.tune.search import ScoreTable
 from kseg.tune.stats import class_grid_stats
+
+from _common import write_results
 
 H, W, C = 256, 1600, 4
 SEVERSTAL_OOF = 12568

@@ -30,8 +30,13 @@ def tiny_config(demo_root: Path, tmp_path: Path, *extra: str) -> Config:
     """Demo config on ``demo_root`` with folds + runs under ``tmp_path`` (folds.csv written once)."""
     cfg = load_config(
         REPO / "configs" / "demo.yaml",
-        [f"data.root={demo_root}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'runs'}",
-         *TINY, *extra],  # fmt: skip
+        [
+            f"data.root={demo_root}",
+            f"data.folds_csv={tmp_path / 'folds.csv'}",
+            f"runs_dir={tmp_path / 'runs'}",
+            *TINY,
+            *extra,
+        ],
     )
     if not cfg.folds_path.exists():
         write_folds(cfg)

@@ -37,43 +37,46 @@ def _flat(mask: np.ndarray, order: str) -> np.ndarray:
     return binary.T.reshape(-1) if order == "column" else binary.reshape(-1)
 
 
-def ref_encode(mask: np.ndarray, order: str = "column", starts: str = "absolute", base: int = 1,
-               empty: str = "") -> str:
+def ref_encode(
+    mask: np.ndarray, order: str = "column", starts: str = "absolute", base: int = 1, empty: str = ""
+) -> str:
     """RLE of a [H, W] mask: run boundaries of the flags in pixel order, written run by run."""
     flags = np.concatenate([[0], _flat(mask, order), [0]])
     edges = np.flatnonzero(np.diff(flags)).tolist()  # 0-based firsts and ends, alternating
     if not edges:
         return empty
     out, end = [], 0
-    for first, stop in zip(edges[0::2], edges[1::2]):
+    for first, stop in zip(edges[0::2], edges[1::2], strict=True):
         out += [first - end if starts == "relative" else first + base, stop - first]
         end = stop
     return " ".join(str(v) for v in out)
 
 
-def ref_decode(rle: str, shape: tuple[int, int], order: str = "column", starts: str = "absolute",
-               base: int = 1, empty: str = "") -> np.ndarray:
+def ref_decode(
+    rle: str, shape: tuple[int, int], order: str = "column", starts: str = "absolute", base: int = 1, empty: str = ""
+) -> np.ndarray:
     """uint8 [H, W] mask of an RLE string, run by run into the flat pixel order, then unflattened."""
     h, w = shape
     flat = np.zeros(h * w, dtype=np.uint8)
     if rle and rle.strip() and rle.strip() != empty:
         values = [int(v) for v in rle.split()]
         position = 0
-        for start, length in zip(values[0::2], values[1::2]):
+        for start, length in zip(values[0::2], values[1::2], strict=True):
             first = position + start if starts == "relative" else start - base
-            flat[first:first + length] = 1
+            flat[first : first + length] = 1
             position = first + length
     return flat.reshape(w, h).T.copy() if order == "column" else flat.reshape(h, w)
 
 
-def lit_runs(rle: str, shape: tuple[int, int], order: str = "column", starts: str = "absolute",
-             base: int = 1) -> list[list[int]]:
+def lit_runs(
+    rle: str, shape: tuple[int, int], order: str = "column", starts: str = "absolute", base: int = 1
+) -> list[list[int]]:
     """[line, first, last] (0-based, inclusive) per run piece: line = row (row order) or column."""
     h, w = shape
     line_len = w if order == "row" else h
     values = [int(v) for v in rle.split()]
     out, position = [], 0
-    for start, length in zip(values[0::2], values[1::2]):
+    for start, length in zip(values[0::2], values[1::2], strict=True):
         first = position + start if starts == "relative" else start - base
         p = first
         while p < first + length:

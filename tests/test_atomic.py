@@ -170,9 +170,14 @@ def test_submission_pseudo_labels_and_probs_are_0644(demo_cfg: Config, tmp_path:
     ens = Ensemble(demo_cfg, members(demo_cfg, [("a", LOG3)]), tta="none")
     out = tmp_path / "out"
     res = predict_submission(
-        demo_cfg, ensemble=ens, out=out / "sub.csv", save_probs=out / "probs", pseudo_labels=out / "pl.csv",
-        confidence=0.7, progress=False,
-    )  # fmt: skip
+        demo_cfg,
+        ensemble=ens,
+        out=out / "sub.csv",
+        save_probs=out / "probs",
+        pseudo_labels=out / "pl.csv",
+        confidence=0.7,
+        progress=False,
+    )
     assert res.pseudo_kept == 6
     files = [p for p in out.rglob("*") if p.is_file()]
     assert {out / "sub.csv", out / "pl.csv", out / "probs" / "ids.csv"} <= set(files) and len(files) == 3 + 6

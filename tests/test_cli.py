@@ -22,7 +22,13 @@ def test_help_lists_every_stage() -> None:
 
 
 def test_folds_command_and_bad_override(demo_root, tmp_path, capsys) -> None:
-    args = ["folds", "-c", str(REPO / "configs/demo.yaml"), f"data.root={demo_root}", f"data.folds_csv={tmp_path}/f.csv"]
+    args = [
+        "folds",
+        "-c",
+        str(REPO / "configs/demo.yaml"),
+        f"data.root={demo_root}",
+        f"data.folds_csv={tmp_path}/f.csv",
+    ]
     assert main(args) == 0
     assert "fold" in capsys.readouterr().out and len(pd.read_csv(tmp_path / "f.csv")) == 24
     assert main(args) == 1  # refuses to overwrite
@@ -36,8 +42,20 @@ def test_overrides_after_options_and_positionals(demo_root, tmp_path) -> None:
     args, extra = build_parser().parse_known_args(["validate", "sub.csv", "-c", "x.yaml", "a.b=1"])
     assert extra == ["a.b=1"]
     # main() folds such trailing key=value tokens into the overrides of the stage
-    assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), "--force", f"data.root={demo_root}",
-                 f"data.folds_csv={tmp_path}/f.csv", "data.n_folds=2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "folds",
+                "-c",
+                str(REPO / "configs/demo.yaml"),
+                "--force",
+                f"data.root={demo_root}",
+                f"data.folds_csv={tmp_path}/f.csv",
+                "data.n_folds=2",
+            ]
+        )
+        == 0
+    )
     assert sorted(pd.read_csv(tmp_path / "f.csv").fold.unique().tolist()) == [0, 1]
 
 

@@ -34,8 +34,9 @@ def test_demo_logs_every_stage_shell_quoted(tmp_path, monkeypatch, caplog) -> No
     caplog.set_level(logging.INFO, logger="kseg")
     kwargs = "model.kwargs={encoder_depth: 3, decoder_channels: [32, 16, 8]}"
     out = tmp_path / "my data"  # a space in a path too
-    calls = run_demo(["--small", "--fast", "--out", str(out), "--no-kernel", f"runs_dir={tmp_path}/runs", kwargs],
-                     monkeypatch)  # fmt: skip
+    calls = run_demo(
+        ["--small", "--fast", "--out", str(out), "--no-kernel", f"runs_dir={tmp_path}/runs", kwargs], monkeypatch
+    )
     logged = [r.getMessage().removeprefix("demo: ") for r in caplog.records if r.getMessage().startswith("demo: kseg ")]
     assert [c[0] for c in calls] == ["folds", "train", "predict", "tune", "predict", "validate"]
     assert [shlex.split(line) for line in logged] == [["kseg", *c] for c in calls]
@@ -48,8 +49,9 @@ def test_demo_fits_folds_to_its_miniature(name, n_groups, tmp_path, monkeypatch,
     """The default (not --small) miniatures have fewer groups than the shipped configs' 5 folds."""
     caplog.set_level(logging.INFO, logger="kseg")
     out = tmp_path / name
-    calls = run_demo(["--competition", name, "--out", str(out), f"runs_dir={tmp_path}/runs"], monkeypatch,
-                     real=("folds",))  # fmt: skip
+    calls = run_demo(
+        ["--competition", name, "--out", str(out), f"runs_dir={tmp_path}/runs"], monkeypatch, real=("folds",)
+    )
     assert all(c[-1] == f"data.n_folds={n_groups}" for c in calls)
     assert f"has {n_groups} groups, fewer than data.n_folds=5" in caplog.text
     assert sorted(pd.read_csv(out / "folds.csv").fold.unique().tolist()) == list(range(n_groups))

@@ -37,7 +37,8 @@ def test_severstal_long_format_only_nonempty_rows(tmp_path: Path) -> None:
     spec = spec_of("severstal")
     touch_images(tmp_path / "train_images", ["0002cc93b.jpg", "0007a71bf.jpg", "000a4bcdd.jpg"])
     (tmp_path / "train.csv").write_text(
-        "ImageId,ClassId,EncodedPixels\n0002cc93b.jpg,1,29102 12 29346 24\n0007a71bf.jpg,3,18661 28\n0002cc93b.jpg,4,5 5\n"
+        "ImageId,ClassId,EncodedPixels\n0002cc93b.jpg,1,29102 12 29346 24\n0007a71bf.jpg,3,18661 28\n"
+        "0002cc93b.jpg,4,5 5\n"
     )
     t = read_train_labels(spec, tmp_path)
     assert t.image_id.tolist() == ["0002cc93b.jpg", "0007a71bf.jpg", "000a4bcdd.jpg"]  # empty image from folder
@@ -49,17 +50,23 @@ def test_severstal_long_format_only_nonempty_rows(tmp_path: Path) -> None:
 
 def test_severstal_sample_submission_rows(tmp_path: Path) -> None:
     spec = spec_of("severstal")
-    df = pd.DataFrame({"ImageId": ["a.jpg", "a.jpg", "b.jpg"], "EncodedPixels": ["1 1"] * 3, "ClassId": ["1", "4", "2"]})
+    df = pd.DataFrame(
+        {"ImageId": ["a.jpg", "a.jpg", "b.jpg"], "EncodedPixels": ["1 1"] * 3, "ClassId": ["1", "4", "2"]}
+    )
     ids, cls = split_rows(spec, spec.submission, df, "sample")
     assert ids.tolist() == ["a.jpg", "a.jpg", "b.jpg"] and cls.tolist() == [0, 3, 1]
 
 
 def test_old_severstal_combined_ids(tmp_path: Path) -> None:
     spec = CompetitionSpec(
-        name="sev-old", classes=("1", "2", "3", "4"), mode="multilabel", ids_have_ext=True, image_ext=".jpg",
+        name="sev-old",
+        classes=("1", "2", "3", "4"),
+        mode="multilabel",
+        ids_have_ext=True,
+        image_ext=".jpg",
         train=CsvSpec(format="combined", id_column="ImageId_ClassId"),
         submission=CsvSpec(format="combined", id_column="ImageId_ClassId"),
-    )  # fmt: skip
+    )
     (tmp_path / "train.csv").write_text(
         "ImageId_ClassId,EncodedPixels\n0002cc93b.jpg_1,1 3\n0002cc93b.jpg_2,\n0002cc93b.jpg_3,\n0002cc93b.jpg_4,\n"
         "00031f466.jpg_1,\n00031f466.jpg_2,\n00031f466.jpg_3,7 2\n00031f466.jpg_4,\n"
@@ -86,7 +93,8 @@ def test_clouds_image_label(tmp_path: Path) -> None:
 def test_carvana_single_with_car_groups(tmp_path: Path) -> None:
     spec = spec_of("carvana")
     (tmp_path / "train_masks.csv").write_text(
-        "img,rle_mask\n00087a6bd4dc_01.jpg,879386 40 881253 141\n00087a6bd4dc_02.jpg,873779 4\n0cdf5b5d0ce1_01.jpg,1 2\n"
+        "img,rle_mask\n00087a6bd4dc_01.jpg,879386 40 881253 141\n00087a6bd4dc_02.jpg,873779 4\n"
+        "0cdf5b5d0ce1_01.jpg,1 2\n"
     )
     t = read_train_labels(spec, tmp_path)
     assert t.car.tolist() == ["879386 40 881253 141", "873779 4", "1 2"]

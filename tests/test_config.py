@@ -44,10 +44,19 @@ def test_experiment_name_and_run_dir() -> None:
 def test_defaults_chain_then_experiment_then_overrides() -> None:
     cfg = load_config(
         CONFIGS / "tgs-salt/unet-r34.yaml",
-        ["train.epochs=3", "model.encoder=resnet18", "data.image_size=96", "optim.lr=0.01",
-         "model.encoder_weights=none", "wandb.mode=disabled", "data.batch_size=4", "data.num_workers=0",
-         "train.seed=7", "data.root=/x/y"],
-    )  # fmt: skip
+        [
+            "train.epochs=3",
+            "model.encoder=resnet18",
+            "data.image_size=96",
+            "optim.lr=0.01",
+            "model.encoder_weights=none",
+            "wandb.mode=disabled",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "train.seed=7",
+            "data.root=/x/y",
+        ],
+    )
     assert cfg.train.epochs == 3  # override beats the experiment's 40
     assert cfg.model.encoder == "resnet18"
     assert cfg.data.image_size == (96, 96)  # scalar expands to (H, W)
@@ -146,8 +155,13 @@ def test_name_choices_come_from_the_registries_that_build_them() -> None:
     from kseg.tta import TTA_MODES
 
     assert [a.lower() for a in ARCHS.choices()] == list(smp.MODEL_ARCHITECTURES_MAPPING)
-    for key, registry in [("model.arch", ARCHS), ("optim.name", OPTIMIZERS), ("sched.name", SCHEDULERS),
-                          ("predict.tta", TTA_MODES), ("tune.oof_tta", TTA_MODES)]:
+    for key, registry in [
+        ("model.arch", ARCHS),
+        ("optim.name", OPTIMIZERS),
+        ("sched.name", SCHEDULERS),
+        ("predict.tta", TTA_MODES),
+        ("tune.oof_tta", TTA_MODES),
+    ]:
         with pytest.raises(ConfigError) as e:
             load_config(CONFIGS / "demo.yaml", [f"{key}=zz"])
         assert f"{key}: 'zz' is not one of " in str(e.value) and str(e.value).endswith(", ".join(registry.choices()))

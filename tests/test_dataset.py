@@ -36,8 +36,10 @@ def test_train_augment_moves_image_and_mask_together(demo_cfg) -> None:
     labels = read_labels(cfg)
     rid = labels[(labels[list(cfg.competition.classes)] != "").any(axis=1)].image_id.iloc[0]
     plain = SegDataset(cfg, [rid], labels)[0]
-    flip_cfg = load_config(REPO / "configs/demo.yaml", [f"data.root={cfg.data.root}",
-                           "data.augment=[{name: HorizontalFlip, params: {p: 1.0}}]"])  # fmt: skip
+    flip_cfg = load_config(
+        REPO / "configs/demo.yaml",
+        [f"data.root={cfg.data.root}", "data.augment=[{name: HorizontalFlip, params: {p: 1.0}}]"],
+    )
     flipped = SegDataset(flip_cfg, [rid], labels, train=True)[0]
     assert torch.allclose(flipped["image"], plain["image"].flip(-1))
     assert torch.equal(flipped["mask"], plain["mask"].flip(-1))
@@ -99,7 +101,9 @@ def test_truncated_jpeg_error_or_skipped_batch(demo_root: Path, tmp_path: Path) 
     labels = pd.DataFrame({"image_id": names, **{c: [""] * 3 for c in cfg.competition.classes}})
     with pytest.raises(ImageReadError, match=names[1]):
         SegDataset(cfg, names, labels)[1]
-    cfg_skip = load_config(REPO / "configs/demo.yaml", [f"data.root={root}", "data.on_bad_image=skip", "data.num_workers=0"])
+    cfg_skip = load_config(
+        REPO / "configs/demo.yaml", [f"data.root={root}", "data.on_bad_image=skip", "data.num_workers=0"]
+    )
     ds = SegDataset(cfg_skip, names, labels)
     assert ds[1] is None
     batch = collate_skip_bad([ds[i] for i in range(3)])

@@ -1,5 +1,6 @@
 """Miniature competitions vs the real layouts: folders, file names, id formats, image formats and sizes,
-csv columns and row conventions, line endings; plus the shipped seed-recipe configs (``kseg demo`` itself: test_commands_demo.py)."""
+csv columns and row conventions, line endings; plus the shipped seed-recipe configs (``kseg demo`` itself:
+test_commands_demo.py)."""
 
 from __future__ import annotations
 
@@ -41,15 +42,18 @@ def header(path: Path) -> bytes:
 
 def spec_cfg(name: str, root: Path, tmp_path: Path, *overrides: str):
     mini = MINIATURES.get(name)
-    return load_config(REPO / mini.config, [f"data.root={root}", f"data.folds_csv={tmp_path / 'folds.csv'}", *overrides])
+    return load_config(
+        REPO / mini.config, [f"data.root={root}", f"data.folds_csv={tmp_path / 'folds.csv'}", *overrides]
+    )
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every miniature at its end-to-end-test size, written once (seed 0)."""
     base = tmp_path_factory.mktemp("mini")
-    return {n: write_miniature(n, base / n, seed=0, encode=published_encoder(n), **MINIATURES.get(n).small)
-            for n in ALL}
+    return {
+        n: write_miniature(n, base / n, seed=0, encode=published_encoder(n), **MINIATURES.get(n).small) for n in ALL
+    }
 
 
 # --------------------------------------------------------------------------- every miniature
@@ -78,11 +82,15 @@ def test_reads_with_the_shipped_config_and_is_learnable(name: str, small: dict[s
     spec = cfg.competition
     labels = read_train_labels(spec, small[name])
     n_train = len(list((small[name] / spec.train_images).iterdir()))
-    assert len(labels) == n_train == MINIATURES.get(name).small.get("n_train", n_train) * (
-        len(carvana_angles(4)) if name == "carvana" else 1
+    assert (
+        len(labels)
+        == n_train
+        == MINIATURES.get(name).small.get("n_train", n_train) * (len(carvana_angles(4)) if name == "carvana" else 1)
     )
     test_ids = list_test_ids(spec, small[name])
-    assert sorted(spec.image_file(i) for i in test_ids) == sorted(p.name for p in (small[name] / spec.test_images).iterdir())
+    assert sorted(spec.image_file(i) for i in test_ids) == sorted(
+        p.name for p in (small[name] / spec.test_images).iterdir()
+    )
     for c in spec.classes:
         assert (labels[c] != "").any(), f"{name}: class {c} never occurs"
     from kseg.data.images import read_image
@@ -149,8 +157,14 @@ def test_severstal_layout(small: dict[str, Path]) -> None:
 
 
 def test_carvana_layout_sixteen_angles_gif_masks(tmp_path: Path) -> None:
-    root = write_miniature("carvana", tmp_path / "c", seed=2, n_train=1, n_test=1,  # 16 angles per car
-                           encode=published_encoder("carvana"))
+    root = write_miniature(
+        "carvana",
+        tmp_path / "c",
+        seed=2,
+        n_train=1,
+        n_test=1,  # 16 angles per car
+        encode=published_encoder("carvana"),
+    )
     files = sorted(p.name for p in (root / "train").iterdir())
     m = [re.fullmatch(r"([0-9a-f]{12})_(\d\d)\.jpg", f) for f in files]
     assert all(m) and len({x.group(1) for x in m}) == 1
@@ -232,7 +246,7 @@ def test_tgs_salt_layout(small: dict[str, Path]) -> None:
     train = read_csv(root / "train.csv")
     assert list(train.columns) == ["id", "rle_mask"] and sorted(train.id) == ids  # every image, empty cells too
     assert train.id.tolist() != ids  # shuffled rows, like the real file
-    for i, rle in zip(train.id, train.rle_mask):
+    for i, rle in zip(train.id, train.rle_mask, strict=True):
         m = raw(root / "train" / "masks" / f"{i}.png")
         if rle:  # non-empty masks are 16-bit 0/65535, empty ones 8-bit zeros
             assert m.dtype == np.uint16 and set(np.unique(m)) == {0, 65535}
@@ -297,7 +311,7 @@ def test_streets_layout_mutually_exclusive_classes(small: dict[str, Path], tmp_p
     sample = read_csv(root / "sample_submission.csv")
     tests = sorted(p.stem for p in (root / "test_images").iterdir())
     assert list(sample.columns) == ["ImageId", "Label", "EncodedPixels"]
-    assert list(zip(sample.ImageId, sample.Label)) == [(t, c) for t in tests for c in STREET_CLASSES]
+    assert list(zip(sample.ImageId, sample.Label, strict=True)) == [(t, c) for t in tests for c in STREET_CLASSES]
     from kseg.data.folds import make_folds
 
     folds, _ = make_folds(spec_cfg("streets", root, tmp_path, "data.n_folds=2"))

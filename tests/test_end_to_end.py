@@ -21,8 +21,8 @@ import pytest
 from kseg.cli import main
 from kseg.competition import read_csv, split_rows
 from kseg.config import load_config, read_saved_config
-from kseg.demo.registry import MINIATURES
 from kseg.data.rle import decode, validate_rle
+from kseg.demo.registry import MINIATURES
 
 from conftest import REPO
 
@@ -36,13 +36,32 @@ def lines(path: Path) -> list[bytes]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MINIATURES.names())
-def test_pipeline_end_to_end(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                             caplog: pytest.LogCaptureFixture) -> None:
+def test_pipeline_end_to_end(
+    name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     monkeypatch.chdir(tmp_path)  # submissions/ land here
     mini = MINIATURES.get(name)
     root = tmp_path / "data"
     overrides = [f"runs_dir={tmp_path / 'runs'}", "predict.batch_size=4", *SIZE_PROBE]
-    rc = main(["demo", "--competition", name, "--small", "--fast", "--out", str(root), "--tta", "hflip", "--no-kernel", *overrides])
+    rc = main(
+        [
+            "demo",
+            "--competition",
+            name,
+            "--small",
+            "--fast",
+            "--out",
+            str(root),
+            "--tta",
+            "hflip",
+            "--no-kernel",
+            *overrides,
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
     assert TTA_WARNING not in caplog.text  # tuned on OOF predicted with the submission's TTA
@@ -103,7 +122,9 @@ def test_demo_default_tta_is_tuned_on_oof_predicted_the_same_way(
 
     caplog.set_level(logging.INFO)
     monkeypatch.chdir(tmp_path)
-    rc = main(["demo", "--small", "--fast", "--out", str(tmp_path / "data"), "--no-kernel", f"runs_dir={tmp_path / 'runs'}"])
+    rc = main(
+        ["demo", "--small", "--fast", "--out", str(tmp_path / "data"), "--no-kernel", f"runs_dir={tmp_path / 'runs'}"]
+    )
     assert rc == 0
     assert TTA_WARNING not in caplog.text
     assert "demo: kseg predict -c" in caplog.text and " --oof --tta hflip " in caplog.text

@@ -111,7 +111,9 @@ def test_missing_folds_file_says_what_to_run(demo_cfg) -> None:
 
 def test_tgs_empty_share_per_fold_within_one_point(tmp_path: Path) -> None:
     root = shared_dataset("tgs-salt")
-    cfg = load_config(REPO / "configs/tgs-salt/unet-r34.yaml", [f"data.root={root}", f"data.folds_csv={tmp_path}/folds.csv"])
+    cfg = load_config(
+        REPO / "configs/tgs-salt/unet-r34.yaml", [f"data.root={root}", f"data.folds_csv={tmp_path}/folds.csv"]
+    )
     folds, table = write_folds(cfg)
     overall = table.iloc[-1]["empty%"]
     assert 35 < overall < 43

@@ -43,9 +43,7 @@ def test_color_8bit_is_rgb(tmp_path: Path) -> None:
 def test_gray_16bit_divides_by_65535(tmp_path: Path) -> None:
     gray = np.array([[0, 65535], [257, 1]], np.uint16)
     image = read_image(_write(tmp_path / "g16.png", gray))
-    np.testing.assert_allclose(
-        image[:, :, 0], [[0.0, 1.0], [257 / 65535, 1 / 65535]], rtol=1e-6, atol=0
-    )
+    np.testing.assert_allclose(image[:, :, 0], [[0.0, 1.0], [257 / 65535, 1 / 65535]], rtol=1e-6, atol=0)
     assert float(image.max()) == 1.0
     np.testing.assert_array_equal(image[:, :, 1], image[:, :, 2])
     np.testing.assert_array_equal(read_mask(tmp_path / "g16.png"), [[0, 1], [1, 1]])
@@ -92,9 +90,7 @@ def test_gif_palette(tmp_path: Path) -> None:
     path = tmp_path / "m.gif"
     palette_img.save(path)
     image = read_image(path)
-    np.testing.assert_array_equal(
-        image, np.array([[[0, 0, 0], [1, 0, 0]], [[0, 0, 1], [1, 0, 0]]], np.float32)
-    )
+    np.testing.assert_array_equal(image, np.array([[[0, 0, 0], [1, 0, 0]], [[0, 0, 1], [1, 0, 0]]], np.float32))
     np.testing.assert_array_equal(read_mask(path), [[0, 1], [1, 1]])
     assert image_size(path) == (2, 2)
 
@@ -170,8 +166,9 @@ def test_real_tgs_image_and_16bit_mask() -> None:
     masks = DATA / "tgs-salt" / "train" / "masks"
     if not masks.is_dir():
         pytest.skip(f"real data not available: {masks}")
-    sixteen = [p for p in sorted(masks.glob("*.png"))[:200]
-               if cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype == np.uint16]
+    sixteen = [
+        p for p in sorted(masks.glob("*.png"))[:200] if cv2.imread(str(p), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    ]
     assert sixteen, "expected 16-bit masks in TGS train/masks"
     raw = cv2.imread(str(sixteen[0]), cv2.IMREAD_UNCHANGED)
     mask = read_mask(sixteen[0])

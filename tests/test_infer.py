@@ -192,14 +192,23 @@ def test_probs_writer_round_trip(tmp_path: Path) -> None:
     assert [g[0] for g in got] == ["im1.jpg", "im2.jpg"]
     assert np.array_equal(got[0][1], a) and np.array_equal(got[1][1], a[:, :1])
     assert got[0][2].tolist() == [0.25, 0.5]
-    assert pd.read_csv(tmp_path / "p" / "ids.csv").columns.tolist() == ["image_id", "file", "height", "width", "aux_x", "aux_y"]
+    assert pd.read_csv(tmp_path / "p" / "ids.csv").columns.tolist() == [
+        "image_id",
+        "file",
+        "height",
+        "width",
+        "aux_x",
+        "aux_y",
+    ]
 
 
 def test_default_submission_path(demo_cfg: Config) -> None:
     from datetime import datetime
 
     cfg = demo_cfg.replace(name="tgs-salt/unet-r34")
-    assert default_submission_path(cfg, datetime(2024, 5, 6, 7, 8, 9)) == Path("submissions/tgs-salt-unet-r34-20240506-070809.csv")
+    assert default_submission_path(cfg, datetime(2024, 5, 6, 7, 8, 9)) == Path(
+        "submissions/tgs-salt-unet-r34-20240506-070809.csv"
+    )
 
 
 def test_predict_submission_with_fake_members(demo_cfg: Config, demo_root: Path, tmp_path: Path) -> None:
@@ -207,13 +216,20 @@ def test_predict_submission_with_fake_members(demo_cfg: Config, demo_root: Path,
     params = [{"threshold": 0.7}] + [{"threshold": 0.8}] * 3
     run_dir = demo_cfg.run_dir
     run_dir.mkdir(parents=True)
-    (run_dir / "postprocess.json").write_text(json.dumps({"classes": [{"name": str(i), "params": p} for i, p in enumerate(params)]}))
+    (run_dir / "postprocess.json").write_text(
+        json.dumps({"classes": [{"name": str(i), "params": p} for i, p in enumerate(params)]})
+    )
     ens = Ensemble(demo_cfg, members(demo_cfg, [("a", LOG3)]), tta="hflip")
     out = tmp_path / "sub.csv"
     res = predict_submission(
-        demo_cfg, ensemble=ens, out=out, save_probs=tmp_path / "probs", pseudo_labels=tmp_path / "pl.csv",
-        confidence=0.7, progress=False,
-    )  # fmt: skip
+        demo_cfg,
+        ensemble=ens,
+        out=out,
+        save_probs=tmp_path / "probs",
+        pseudo_labels=tmp_path / "pl.csv",
+        confidence=0.7,
+        progress=False,
+    )
     sample = pd.read_csv(demo_root / "sample_submission.csv", dtype=str, keep_default_na=False)
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert list(sub.columns) == ["ImageId", "EncodedPixels", "ClassId"]
@@ -253,7 +269,9 @@ def test_postprocess_mismatch_names_each_difference() -> None:
     assert postprocess_mismatch(record, {"b": [2, 1, 0], "a": [0, 1, 2]}, "hflip") == []  # order is not a difference
     assert postprocess_mismatch(record, {"a": [0, 1, 2]}, "none") == ["runs ['a', 'b'] -> ['a']", "tta hflip -> none"]
     assert postprocess_mismatch(record, {"a": [0, 1, 2], "b": [0, 1], "c": [0]}, "hflip") == [
-        "runs ['a', 'b'] -> ['a', 'b', 'c']", "folds of b [0, 1, 2] -> [0, 1]"]  # fmt: skip
+        "runs ['a', 'b'] -> ['a', 'b', 'c']",
+        "folds of b [0, 1, 2] -> [0, 1]",
+    ]
     assert postprocess_mismatch({"classes": []}, {"z": [7]}, "d4") == []  # nothing recorded: nothing compared
 
 
@@ -267,14 +285,23 @@ def test_predict_refuses_postprocess_tuned_on_another_ensemble(demo_cfg: Config,
     (run_dir / "postprocess.json").write_text(json.dumps(record))
     two = members(demo_cfg, [("demo", LOG3), ("demo", LOG3)])  # folds 0 and 1 at p = 0.75
     out = tmp_path / "sub.csv"
-    cases = [(two, "hflip", "tta none -> hflip"), (two[:1], "none", r"folds of demo \[0, 1\] -> \[0\]"),
-             (two + [Member(ConstModel(LOG3), demo_cfg, "other", 0)], "none", r"runs \['demo'\] -> \['demo', 'other'\]")]
+    cases = [
+        (two, "hflip", "tta none -> hflip"),
+        (two[:1], "none", r"folds of demo \[0, 1\] -> \[0\]"),
+        (two + [Member(ConstModel(LOG3), demo_cfg, "other", 0)], "none", r"runs \['demo'\] -> \['demo', 'other'\]"),
+    ]
     for ms, tta, what in cases:
         with pytest.raises(PostprocessMismatchError, match=what + ".*--runs demo --folds 0,1 --tta none"):
             predict_submission(demo_cfg, ensemble=Ensemble(demo_cfg, ms, tta=tta), tta=tta, out=out, progress=False)
         assert not out.exists()  # refused before anything is written
-    res = predict_submission(demo_cfg, ensemble=Ensemble(demo_cfg, two, tta="hflip"), tta="hflip", out=out,
-                             progress=False, allow_postprocess_mismatch=True)  # fmt: skip
+    res = predict_submission(
+        demo_cfg,
+        ensemble=Ensemble(demo_cfg, two, tta="hflip"),
+        tta="hflip",
+        out=out,
+        progress=False,
+        allow_postprocess_mismatch=True,
+    )
     assert res.path == out and "predicting with it anyway" in caplog.text
     sub = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert (sub.EncodedPixels == f"1 {128 * 256}").all()  # the tuned 0.7 still applied to p = 0.75
@@ -325,22 +352,54 @@ def test_kseg_predict_cli(tiny_runs: Config, demo_root: Path, tmp_path: Path, ca
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "sub.csv"
     overrides = [
-        f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}", "data.image_size=[64,128]",
-        "data.num_workers=0", "train.device=cpu",
-    ]  # fmt: skip
-    rc = main(["predict", "-c", str(repo / "configs" / "demo.yaml"), "--folds", "0,1", "--tta", "vflip",
-               "--out", str(out), "--pseudo-labels", str(tmp_path / "pl.csv"), "--no-progress", *overrides])  # fmt: skip
+        f"data.root={demo_root}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "data.image_size=[64,128]",
+        "data.num_workers=0",
+        "train.device=cpu",
+    ]
+    rc = main(
+        [
+            "predict",
+            "-c",
+            str(repo / "configs" / "demo.yaml"),
+            "--folds",
+            "0,1",
+            "--tta",
+            "vflip",
+            "--out",
+            str(out),
+            "--pseudo-labels",
+            str(tmp_path / "pl.csv"),
+            "--no-progress",
+            *overrides,
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert f"submission: {out}" in printed and "2 checkpoint(s) x 2 TTA view(s)" in printed
     sample_lines = (demo_root / "sample_submission.csv").read_text().splitlines()
     lines = out.read_text().splitlines()
     assert lines[0] == sample_lines[0] and len(lines) == len(sample_lines)
-    assert [ln.split(",")[0] + ln.split(",")[-1] for ln in lines] == [ln.split(",")[0] + ln.split(",")[-1] for ln in sample_lines]
+    assert [ln.split(",")[0] + ln.split(",")[-1] for ln in lines] == [
+        ln.split(",")[0] + ln.split(",")[-1] for ln in sample_lines
+    ]
     assert (tmp_path / "pl.csv").read_text().startswith("ImageId,ClassId,EncodedPixels\n")
     # --runs swallowing trailing overrides, and a missing fold
-    rc = main(["predict", "-c", str(repo / "configs" / "demo.yaml"), "--out", str(out), "--folds", "0,5",
-               "--runs", "demo", *overrides])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "-c",
+            str(repo / "configs" / "demo.yaml"),
+            "--out",
+            str(out),
+            "--folds",
+            "0,5",
+            "--runs",
+            "demo",
+            *overrides,
+        ]
+    )
     assert rc == 1
 
 
@@ -360,20 +419,46 @@ def test_kseg_predict_exits_1_when_the_validator_rejects(
 
     monkeypatch.setattr(validate, "validate_submission", strict)
     repo = Path(__file__).resolve().parents[1]
-    rc = main(["predict", "-c", str(repo / "configs" / "demo.yaml"), "--out", str(tmp_path / "s.csv"), "--no-progress",
-               f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}", "data.image_size=[64,128]", "train.device=cpu"])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "-c",
+            str(repo / "configs" / "demo.yaml"),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--no-progress",
+            f"data.root={demo_root}",
+            f"runs_dir={tmp_path / 'runs'}",
+            "data.image_size=[64,128]",
+            "train.device=cpu",
+        ]
+    )
     assert rc == 1
     assert "submission INVALID" in capsys.readouterr().out
 
 
-def test_kseg_predict_allow_postprocess_mismatch_flag(tiny_runs: Config, demo_root: Path, tmp_path: Path, caplog) -> None:
+def test_kseg_predict_allow_postprocess_mismatch_flag(
+    tiny_runs: Config, demo_root: Path, tmp_path: Path, caplog
+) -> None:
     from kseg.cli import main
 
     classes = [{"name": c, "params": {"threshold": 0.5}} for c in tiny_runs.competition.classes]
     (tiny_runs.run_dir / "postprocess.json").write_text(
-        json.dumps({"runs": ["demo"], "folds": [0, 1], "oof_tta": "none", "classes": classes}))
-    argv = ["predict", "-c", str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"), "--tta", "vflip",
-            "--out", str(tmp_path / "s.csv"), "--no-progress", f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}",
-            "data.image_size=[64,128]", "train.device=cpu"]  # fmt: skip
+        json.dumps({"runs": ["demo"], "folds": [0, 1], "oof_tta": "none", "classes": classes})
+    )
+    argv = [
+        "predict",
+        "-c",
+        str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
+        "--tta",
+        "vflip",
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--no-progress",
+        f"data.root={demo_root}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "data.image_size=[64,128]",
+        "train.device=cpu",
+    ]
     assert main(argv) == 1 and "tta none -> vflip" in caplog.text and not (tmp_path / "s.csv").exists()
     assert main([*argv, "--allow-postprocess-mismatch"]) == 0 and (tmp_path / "s.csv").is_file()

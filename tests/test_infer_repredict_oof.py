@@ -14,8 +14,7 @@ from kseg.data.geometry import restore
 from kseg.layout import oof_files
 from kseg.models import build_model, load_checkpoint, predict_proba
 from kseg.postprocess import quantize
-from kseg.train.fit import train_fold
-from kseg.train.fit import init_weights
+from kseg.train.fit import init_weights, train_fold
 from kseg.train.oof_store import read_oof
 from kseg.tune.run import tune
 
@@ -31,8 +30,17 @@ def trained(demo_root, tmp_path_factory) -> Config:
 
 
 def _cli(cfg: Config, *args: str) -> list[str]:
-    return ["-c", str(REPO / "configs/demo.yaml"), f"data.root={cfg.data.root}", f"data.folds_csv={cfg.folds_path}",
-            f"runs_dir={cfg.runs_dir}", *TINY, "model.aux_head=true", "train.device=cpu", *args]  # fmt: skip
+    return [
+        "-c",
+        str(REPO / "configs/demo.yaml"),
+        f"data.root={cfg.data.root}",
+        f"data.folds_csv={cfg.folds_path}",
+        f"runs_dir={cfg.runs_dir}",
+        *TINY,
+        "model.aux_head=true",
+        "train.device=cpu",
+        *args,
+    ]
 
 
 def test_training_writes_aux_oof_matching_the_checkpoint(trained: Config):
@@ -139,7 +147,11 @@ def test_init_from_loads_the_previous_stage(trained: Config, tmp_path, caplog):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     with pytest.raises(FileNotFoundError, match="fold3/best.pt not found"):
         init_weights(model, template, 3)
-    relative = "{runs_dir}/" + str(trained.fold_dir(0).relative_to(trained.runs_dir)).replace("fold0", "fold{fold}") + "/best.pt"
+    relative = (
+        "{runs_dir}/"
+        + str(trained.fold_dir(0).relative_to(trained.runs_dir)).replace("fold0", "fold{fold}")
+        + "/best.pt"
+    )
     assert init_weights(model, relative, 0, trained.runs_dir) == trained.fold_dir(0) / "best.pt"
     with pytest.raises(ValueError, match="not a path template"):
         init_weights(model, template.replace("{fold}", "{stage}"), 0)
@@ -147,8 +159,19 @@ def test_init_from_loads_the_previous_stage(trained: Config, tmp_path, caplog):
     with pytest.raises(ValueError, match="does not fit this model"):
         init_weights(other, template, 0)
     # a second stage trained from the first: starts from its weights (lovasz fine-tuning after BCE)
-    stage2 = ["train", *_cli(trained, "--fold", "0", "name=demo-stage2", f"train.init_from={template}",
-                             "loss=[{name: lovasz}]", "optim.lr=1e-12", "sched.name=none")]  # fmt: skip
+    stage2 = [
+        "train",
+        *_cli(
+            trained,
+            "--fold",
+            "0",
+            "name=demo-stage2",
+            f"train.init_from={template}",
+            "loss=[{name: lovasz}]",
+            "optim.lr=1e-12",
+            "sched.name=none",
+        ),
+    ]
     caplog.set_level("INFO")
     assert main(stage2) == 0
     assert "weights initialised from" in caplog.text

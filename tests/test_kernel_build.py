@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from kseg.cli import main
 from kseg.config import load_config
 from kseg.kernel import build as build_mod
@@ -18,6 +17,8 @@ from kseg.kernel.script import render_script
 from kseg.kernel.slugs import SlugError, kaggle_username, kernel_names, slugify, validate_slug, validate_title
 from kseg.kernel.wheels import WheelError, build_kseg_wheel, fetch_wheels, find_cached_wheel, pin_requirement
 from kseg.layout import MANIFEST
+
+from conftest import REPO
 
 FAKE_CKPT = b"fold checkpoint bytes"  # build copies checkpoints without reading them
 
@@ -96,12 +97,20 @@ def test_kernel_names_defaults_from_experiment(demo_root, tmp_path):
 
 
 def test_kernel_names_from_config(demo_root, tmp_path):
-    cfg = _cfg(demo_root, tmp_path, "kernel.slug=steel-weights", "kernel.title=Steel UNet Inference",
-               "kernel.dataset_title=Steel weights v1")  # fmt: skip
+    cfg = _cfg(
+        demo_root,
+        tmp_path,
+        "kernel.slug=steel-weights",
+        "kernel.title=Steel UNet Inference",
+        "kernel.dataset_title=Steel weights v1",
+    )
     n = kernel_names(cfg, "bob")
     assert n.kernel_slug == "steel-unet-inference"  # Kaggle derives the kernel slug from the title
-    assert (n.dataset_id, n.dataset_title, n.kernel_title) == ("bob/steel-weights", "Steel weights v1",
-                                                               "Steel UNet Inference")  # fmt: skip
+    assert (n.dataset_id, n.dataset_title, n.kernel_title) == (
+        "bob/steel-weights",
+        "Steel weights v1",
+        "Steel UNet Inference",
+    )
 
 
 def test_kernel_title_must_resolve_to_kernel_slug(demo_root, tmp_path):
@@ -191,11 +200,20 @@ def test_build_layout_and_metadata(demo_root, tmp_path, no_user):
     assert result.dataset_dir == ds and result.kernel_dir == kd
     rel = sorted(p.relative_to(ds).as_posix() for p in ds.rglob("*") if p.is_file())
     wheel = [r for r in rel if r.startswith("wheels/")]
-    assert rel == sorted([
-        "competition.yaml", "config.yaml", "dataset-metadata.json", MANIFEST,
-        "runs/demo/config.yaml", "runs/demo/fold0/best.pt", "runs/demo/fold1/best.pt", "runs/demo/fold2/best.pt",
-        "runs/demo/postprocess.json", *wheel,
-    ])  # fmt: skip
+    assert rel == sorted(
+        [
+            "competition.yaml",
+            "config.yaml",
+            "dataset-metadata.json",
+            MANIFEST,
+            "runs/demo/config.yaml",
+            "runs/demo/fold0/best.pt",
+            "runs/demo/fold1/best.pt",
+            "runs/demo/fold2/best.pt",
+            "runs/demo/postprocess.json",
+            *wheel,
+        ]
+    )
     assert len(wheel) == 1 and wheel[0].startswith("wheels/kseg-0.1.0-") and wheel[0].endswith(".whl")
     assert (ds / "runs/demo/fold2/best.pt").read_bytes() == FAKE_CKPT + b"\x02"
     assert json.loads((ds / "runs/demo/postprocess.json").read_text()) == pp
@@ -339,12 +357,28 @@ def test_cli_build(demo_root, tmp_path, no_user, capsys):
     cfg = _cfg(demo_root, tmp_path)
     _fake_runs(cfg)
     ov = [f"data.root={demo_root}", f"runs_dir={tmp_path / 'runs'}", f"kernel.dir={tmp_path / 'kernels'}"]
-    assert main(["kernel", "build", "-c", str(REPO / "configs" / "demo.yaml"), "--no-wheels", "--folds", "0,2",
-                 "--tta", "vflip", *ov]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "kernel",
+                "build",
+                "-c",
+                str(REPO / "configs" / "demo.yaml"),
+                "--no-wheels",
+                "--folds",
+                "0,2",
+                "--tta",
+                "vflip",
+                *ov,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "runs/demo/fold0/best.pt" in out and "runs/demo/fold2/best.pt" in out and "fold1" not in out
     assert "kseg-demo-infer.py" in out and "total" in out
     assert main(["kernel", "build", "-c", str(REPO / "configs" / "demo.yaml"), "--tta", "sideways", *ov]) == 1
-    assert main(["kernel", "build", "-c", str(REPO / "configs" / "demo.yaml"), "--no-wheels", *ov,
-                 "kernel.slug=x"]) == 1  # fmt: skip
+    assert (
+        main(["kernel", "build", "-c", str(REPO / "configs" / "demo.yaml"), "--no-wheels", *ov, "kernel.slug=x"]) == 1
+    )
     assert os.path.isdir(tmp_path / "kernels" / "demo" / "dataset")

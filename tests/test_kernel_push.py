@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import REPO
 from kseg.config import load_config
 from kseg.kernel.build import build_kernel
 from kseg.kernel.kaggle_cli import (
@@ -35,6 +34,8 @@ from kseg.kernel.kaggle_cli import (
     parse_submit,
 )
 from kseg.kernel.push import Backoff, load_record, push, refresh_status, submit
+
+from conftest import REPO
 
 FAST = Backoff(first=0.01, factor=2.0, most=0.05, timeout=30.0, retries=1)
 NO_SLEEP = lambda s: None  # noqa: E731
@@ -179,8 +180,16 @@ def cli(stub, tmp_path, monkeypatch) -> KaggleCLI:
     os.chmod(kcfg / "kaggle.json", 0o600)
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and not k.startswith("KAGGLE_")}
     proxy = f"http://127.0.0.1:{stub.port}"
-    env.update({"KAGGLE_CONFIG_DIR": str(kcfg), "HOME": str(home), "TMPDIR": str(tmp),
-                "KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": proxy, "http_proxy": proxy})  # fmt: skip
+    env.update(
+        {
+            "KAGGLE_CONFIG_DIR": str(kcfg),
+            "HOME": str(home),
+            "TMPDIR": str(tmp),
+            "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+            "HTTP_PROXY": proxy,
+            "http_proxy": proxy,
+        }
+    )
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(kcfg))  # kseg reads the username from the same kaggle.json
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     exe = shutil.which("kaggle", path=str(Path(sys.executable).parent)) or "kaggle"
@@ -249,8 +258,13 @@ def test_push_creates_dataset_pushes_kernel_and_follows_it(cfg, cli, stub):
     assert saved["datasetDataSources"] == ["tester/kseg-demo"] and saved["competitionDataSources"] == ["demo"]
     assert (saved["language"], saved["kernelType"]) == ("python", "script")
 
-    assert record["dataset"] == {"id": "tester/kseg-demo", "url": "http://localhost/tester/kseg-demo",
-                                 "action": "create", "status": "ready", "version": 1}  # fmt: skip
+    assert record["dataset"] == {
+        "id": "tester/kseg-demo",
+        "url": "http://localhost/tester/kseg-demo",
+        "action": "create",
+        "status": "ready",
+        "version": 1,
+    }
     k = record["kernel"]
     assert (k["id"], k["version"], k["status"], k["failure_message"]) == ("tester/kseg-demo-infer", 7, "complete", None)
     out = Path(k["output_dir"])
@@ -350,7 +364,11 @@ def test_no_wait_then_status_then_submit(cfg, cli, stub, tmp_path):
     assert submit(cfg, "kernel v7", cli=cli) == "Successfully submitted to Demo Steel"
     body = stub.body("CreateCodeSubmission")
     assert (body["competitionName"], body["kernelSlug"], body["kernelVersion"], body["fileName"]) == (
-        "demo", "kseg-demo-infer", 7, "submission.csv")  # fmt: skip
+        "demo",
+        "kseg-demo-infer",
+        7,
+        "submission.csv",
+    )
     csv = tmp_path / "sub.csv"
     csv.write_text("ImageId,EncodedPixels,ClassId\n")
     submit(cfg, "a csv", file=str(csv), cli=cli)
@@ -394,8 +412,11 @@ def test_parsers():
     assert parse_kernel_push(_res(ok)) == (12, "https://www.kaggle.com/code/a/b")
     assert parse_kernel_push(_res("Kernel version successfully pushed.  Please check progress at u\n")) == (None, "u")
     with pytest.raises(KaggleCLIError, match="competition sources"):
-        parse_kernel_push(_res("The following are not valid competition sources and could not be added to the "
-                               "kernel: ['nope']\n" + ok))  # fmt: skip
+        parse_kernel_push(
+            _res(
+                "The following are not valid competition sources and could not be added to the kernel: ['nope']\n" + ok
+            )
+        )
     with pytest.raises(KaggleCLIError, match="exit code 1"):
         parse_kernel_push(_res("", 1, "401 Unauthorized"))
     assert parse_dataset_upload(_res("Dataset version is being created. Please check progress at https://k/d\n")) == (

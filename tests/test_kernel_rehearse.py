@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from kseg.cli import main
 from kseg.config import load_config
-from kseg.kernel.build import build_kernel
 from kseg.kernel import offline
+from kseg.kernel.build import build_kernel
 from kseg.kernel.offline import GUARD_MESSAGE, install_socket_guard, probe_unshare, resolve_isolation
 from kseg.kernel.rehearse import make_venv, offline_env, rehearse, run_offline
+
+from conftest import REPO
 
 MODES = [
     pytest.param("unshare", marks=pytest.mark.skipif(probe_unshare() is None, reason="unshare -n not permitted")),
@@ -96,8 +97,15 @@ def test_probe_connects_without_isolation(tmp_path, loopback_port):
     """Control for the test above: the same probe in the same kind of venv does reach the server."""
     python, _ = make_venv(tmp_path / "venv")
     env = offline_env(tmp_path / "root", tmp_path / "home", tmp_path / "venv")
-    rc = run_offline([str(python), "-c", PROBE.format(port=loopback_port)], "none", env, tmp_path,
-                     tmp_path / "probe.log", timeout=60, echo=False)  # fmt: skip
+    rc = run_offline(
+        [str(python), "-c", PROBE.format(port=loopback_port)],
+        "none",
+        env,
+        tmp_path,
+        tmp_path / "probe.log",
+        timeout=60,
+        echo=False,
+    )
     assert rc == 0 and "CONNECTED" in (tmp_path / "probe.log").read_text()
 
 
@@ -137,17 +145,19 @@ def _replace_script(result, body: str) -> None:
 
 
 @pytest.mark.parametrize("isolation", ["auto", "guard"])
-def test_rehearsal_fails_when_the_script_needs_the_network(isolation, demo_root, tmp_path, monkeypatch,
-                                                           loopback_port):  # fmt: skip
+def test_rehearsal_fails_when_the_script_needs_the_network(isolation, demo_root, tmp_path, monkeypatch, loopback_port):
     cfg = _cfg(demo_root, tmp_path)
     result = _built(cfg, monkeypatch)
-    _replace_script(result, f"""
+    _replace_script(
+        result,
+        f"""
 import os, shutil, socket
 from pathlib import Path
 root = Path(os.environ["KSEG_KAGGLE_ROOT"])
 socket.create_connection(("127.0.0.1", {loopback_port}), timeout=5)  # e.g. a weights download
 shutil.copy(root / "input/demo/sample_submission.csv", "submission.csv")
-""")
+""",
+    )
     r = rehearse(cfg, isolation=isolation, timeout=120, echo=False)
     assert not r.passed and r.returncode != 0
     assert any("exited with code" in p for p in r.problems)
@@ -226,7 +236,9 @@ def _fake_wheel(folder: Path) -> Path:
         "fakedep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: fakedep\nVersion: 1.0\n"
         "Requires-Dist: surely-missing-pkg>=1\nRequires-Dist: pyyaml>=999\n"
         'Requires-Dist: other-missing-pkg; python_version < "3"\n',
-        "fakedep-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "fakedep-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     files["fakedep-1.0.dist-info/RECORD"] = "".join(f"{n},,\n" for n in files) + "fakedep-1.0.dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as z:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from kseg import layout as L
 from kseg.config import load_config, save_config
 from kseg.layout import KernelLayout, RunLayout, fold_dir_name, fold_dirs, oof_files, oof_paths, parse_fold_dir
+
+from conftest import REPO
 
 
 def test_run_layout_paths() -> None:
@@ -118,8 +119,19 @@ def test_readme_artefact_contract_lists_the_layout_names() -> None:
     lines = _code_block_after((REPO / "README.md").read_text(), "## Training artefacts")
     names = [line.split()[0] for line in lines if line.strip() and len(line) - len(line.lstrip()) < 10]
     assert names == [
-        f"{L.RUNS_DIR}/<exp>/", L.CONFIG, L.POSTPROCESS, L.TUNE_CSV, "tune_<class>.png", "fold<K>/",
-        L.BEST, L.LAST, L.METRICS_CSV, L.OOF_FILE, L.OOF_IDS_FILE, L.OOF_AUX_FILE, oof_files("<TTA>").probs,
+        f"{L.RUNS_DIR}/<exp>/",
+        L.CONFIG,
+        L.POSTPROCESS,
+        L.TUNE_CSV,
+        "tune_<class>.png",
+        "fold<K>/",
+        L.BEST,
+        L.LAST,
+        L.METRICS_CSV,
+        L.OOF_FILE,
+        L.OOF_IDS_FILE,
+        L.OOF_AUX_FILE,
+        oof_files("<TTA>").probs,
         "wandb/",  # wandb's own folder (wandb.init(dir=run_dir))
     ]
     run = RunLayout(Path("r"), "e")
@@ -153,9 +165,16 @@ def test_readme_kernel_build_table_matches_the_layout() -> None:
 
     run = k.run("<run>")
     assert listed == {
-        rel(run.best(7)).replace(fold_dir_name(7), "fold<K>"), rel(run.config), rel(run.postprocess),
-        rel(k.config), rel(k.competition), rel(k.wheels) + "/", rel(k.manifest), rel(k.dataset_metadata),
-        rel(k.kernel_metadata), rel(k.kernel / "<kernel-slug>.py"),
+        rel(run.best(7)).replace(fold_dir_name(7), "fold<K>"),
+        rel(run.config),
+        rel(run.postprocess),
+        rel(k.config),
+        rel(k.competition),
+        rel(k.wheels) + "/",
+        rel(k.manifest),
+        rel(k.dataset_metadata),
+        rel(k.kernel_metadata),
+        rel(k.kernel / "<kernel-slug>.py"),
     }
 
 
@@ -163,7 +182,8 @@ def test_kernel_script_template_repeats_the_layout_names() -> None:
     """The kernel script runs before kseg is installed, so it spells its few names out: they must agree."""
     tree = ast.parse((REPO / "src/kseg/kernel/script_template.py").read_text())
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    assigned = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-                if isinstance(t, ast.Name)}
+    assigned = {
+        t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
     assert ast.literal_eval(assigned["MANIFEST"]) == L.MANIFEST
     assert {L.RUNS_DIR, L.WHEELS_DIR, L.KAGGLE_INPUT, L.KAGGLE_WORKING, L.SUBMISSION_CSV, L.FOLDS_CSV} <= strings

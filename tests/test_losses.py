@@ -93,5 +93,6 @@ def test_bad_params_and_names():
         build_loss(cfg_with("loss=[{name: dice, params: {nope: 1}}]"))
     with pytest.raises(RegistryError, match="loss: 'nope' is not one of"):
         LOSSES.get("nope")
-    assert isinstance(build_loss(cfg_with("loss=[{name: bce, params: {pos_weight: [2.0]}}]")).terms[0].pos_weight,
-                      torch.Tensor)  # fmt: skip
+    assert isinstance(
+        build_loss(cfg_with("loss=[{name: bce, params: {pos_weight: [2.0]}}]")).terms[0].pos_weight, torch.Tensor
+    )

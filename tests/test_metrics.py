@@ -73,9 +73,7 @@ def test_partial_overlap() -> None:
         (0, 3, 4, 0.0),  # disjoint
     ],
 )
-def test_iou_ap_threshold_boundaries(
-    inter: int, pred_area: int, true_area: int, expected: float
-) -> None:
+def test_iou_ap_threshold_boundaries(inter: int, pred_area: int, true_area: int, expected: float) -> None:
     assert iou_ap_from_stats(inter, pred_area, true_area) == pytest.approx(expected)
 
 

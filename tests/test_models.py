@@ -10,6 +10,7 @@ import torch
 
 from kseg.config import load_config
 from kseg.models import (
+    WeightsUnavailableError,
     build_model,
     load_checkpoint,
     load_encoder_weights,
@@ -19,12 +20,14 @@ from kseg.models import (
     save_checkpoint,
     set_encoder_trainable,
     unwrap,
-    WeightsUnavailableError,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model.encoder=resnet18", "model.encoder_weights=none",
-        "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 4]}"]  # fmt: skip
+TINY = [
+    "model.encoder=resnet18",
+    "model.encoder_weights=none",
+    "model.kwargs={encoder_depth: 3, decoder_channels: [16, 8, 4]}",
+]
 
 
 def cfg_with(*overrides: str):
@@ -71,7 +74,7 @@ def test_local_encoder_weights_file_is_loaded_without_network(tmp_path):
     path = tmp_path / "enc.pth"
     torch.save({"state_dict": {f"module.encoder.{k}": v for k, v in donor.encoder.state_dict().items()}}, path)
     model = build_model(cfg_with(f"model.encoder_weights={path}"))
-    for (k, a), b in zip(donor.encoder.state_dict().items(), model.encoder.state_dict().values()):
+    for (k, a), b in zip(donor.encoder.state_dict().items(), model.encoder.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     fresh = build_model(cfg_with())
     assert not torch.equal(fresh.encoder.conv1.weight, donor.encoder.conv1.weight)
@@ -174,10 +177,17 @@ def test_offline_train_command_reports_weights_not_hub_error(
 ) -> None:
     from kseg.cli import main
 
-    ov = [f"data.root={demo_root}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'runs'}",
-          "model.encoder=resnet18"]  # fmt: skip
+    ov = [
+        f"data.root={demo_root}",
+        f"data.folds_csv={tmp_path / 'folds.csv'}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "model.encoder=resnet18",
+    ]
     assert main(["folds", "-c", str(REPO / "configs/demo.yaml"), *ov]) == 0
-    assert main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "0", *ov, "model.encoder_weights=imagenet"]) == 1
+    assert (
+        main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "0", *ov, "model.encoder_weights=imagenet"])
+        == 1
+    )
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and all(r in errors[0] for r in ("'resnet18'", "'imagenet'", *REMEDIES[::2])), errors
     assert not (tmp_path / "runs").exists()  # failed before any artefact

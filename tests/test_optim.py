@@ -37,8 +37,15 @@ def lrs(cfg, steps_per_epoch: int, epochs: int, metrics=None) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                      ("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("sgd", torch.optim.SGD),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
 def test_optimizers(name, cls):
     opt = build_optimizer(cfg_with(f"optim.name={name}", "optim.lr=0.01", "optim.weight_decay=0.5"), params())
     assert type(opt) is cls
@@ -110,7 +117,9 @@ def test_scheduler_state_round_trip_continues_identically():
 def test_unknown_sched_params_listed():
     assert set(SCHEDULERS) == {"none", "cosine", "onecycle", "plateau", "step"}
     with pytest.raises(ConfigError, match="sched.params.nope: not a cosine option; valid: min_lr"):
-        build_scheduler(cfg_with("sched.name=cosine", "sched.params={nope: 1}"), build_optimizer(cfg_with(), params()), 1)
+        build_scheduler(
+            cfg_with("sched.name=cosine", "sched.params={nope: 1}"), build_optimizer(cfg_with(), params()), 1
+        )
 
 
 # --------------------------------------------------------------------------- weight-decay parameter groups

@@ -93,7 +93,9 @@ def test_remove_small_matches_kernel_loop_on_noise(cut):
     for s in (2, 3, 5, 8, 20):
         np.testing.assert_array_equal(remove_small(m, s), _kernel_remove_small(m, s))
     labels, areas = components(m)
-    np.testing.assert_array_equal(areas, np.bincount(labels.ravel(), minlength=areas.size) * (np.arange(areas.size) > 0))
+    np.testing.assert_array_equal(
+        areas, np.bincount(labels.ravel(), minlength=areas.size) * (np.arange(areas.size) > 0)
+    )
 
 
 def _blob_map() -> np.ndarray:
@@ -246,7 +248,9 @@ def test_exclusive_one_class_keeps_its_threshold():
     np.testing.assert_array_equal(out[0, 0], [1, 1, 1, 1])
     # two classes: the same values lose to the background where it is larger
     two = np.concatenate([q, np.zeros_like(q)])
-    np.testing.assert_array_equal(apply_postprocess(two, [ClassParams(threshold=0.3)] * 2, exclusive=True)[0, 0], [0, 0, 1, 1])
+    np.testing.assert_array_equal(
+        apply_postprocess(two, [ClassParams(threshold=0.3)] * 2, exclusive=True)[0, 0], [0, 0, 1, 1]
+    )
 
 
 def test_class_params_validation():

@@ -11,8 +11,16 @@ from kseg.train.fit import train_fold
 from _train_support import tiny_config
 
 # every stateful feature on: aux head (dropout RNG), EMA, accumulation, encoder freeze, warmup schedule
-FEATURES = ["train.epochs=2", "model.aux_head=true", "train.ema=true", "train.ema_decay=0.9", "train.accumulate=2",
-            "model.freeze_encoder_epochs=1", "sched.warmup_epochs=0.5", "train.clip_grad=1.0"]  # fmt: skip
+FEATURES = [
+    "train.epochs=2",
+    "model.aux_head=true",
+    "train.ema=true",
+    "train.ema_decay=0.9",
+    "train.accumulate=2",
+    "model.freeze_encoder_epochs=1",
+    "sched.warmup_epochs=0.5",
+    "train.clip_grad=1.0",
+]
 
 
 class Killed(Exception):
@@ -72,8 +80,10 @@ def test_select_last_resumes_to_the_same_last_epoch_checkpoint_and_oof(demo_root
 
     from kseg.models import validated_state_dict
 
-    runs = {name: tiny_config(demo_root, tmp_path, *FEATURES, "train.select=last", f"runs_dir={tmp_path / name}")
-            for name in ("full", "resumed")}  # fmt: skip
+    runs = {
+        name: tiny_config(demo_root, tmp_path, *FEATURES, "train.select=last", f"runs_dir={tmp_path / name}")
+        for name in ("full", "resumed")
+    }
     train_fold(runs["full"], 0)
     with pytest.raises(Killed):
         train_fold(runs["resumed"], 0, on_epoch_end=_kill_after_first_epoch)

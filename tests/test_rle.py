@@ -122,12 +122,10 @@ def test_encode_batch_matches_encode() -> None:
         ("-3 2", ["run 0 (start=-3, length=2)", "start < 1"]),
         ("1 0", ["'1 0' is how other competitions write an empty mask", "this one writes ''"]),  # SenNet's token
         ("2 1 4 -1", ["run 1 (start=4, length=-1)", "length < 1"]),
-        ("5 1 1 1", ["run 1 (start=1, length=1) starts before run 0 (start=5, length=1)",
-                     "sorted ascending"]),
+        ("5 1 1 1", ["run 1 (start=1, length=1) starts before run 0 (start=5, length=1)", "sorted ascending"]),
         ("1 3 2 1", ["run 1 (start=2, length=1) overlaps run 0 (start=1, length=3)"]),
         ("4 1 4 2", ["run 1 (start=4, length=2) overlaps run 0 (start=4, length=1)"]),
-        ("12 2", ["run 0 (start=12, length=2)", "ends at pixel 13", "image end 12",
-                  "(shape (3, 4))"]),
+        ("12 2", ["run 0 (start=12, length=2)", "ends at pixel 13", "image end 12", "(shape (3, 4))"]),
         ("13 1", ["run 0 (start=13, length=1)", "ends at pixel 13"]),
         ("1 a", ["non-integer", "token 1 'a'"]),
         ("1 2 3.5 1", ["non-integer", "token 2 '3.5'"]),
@@ -258,13 +256,13 @@ def test_tgs_round_trip_exact_and_matches_png_masks() -> None:
     assert len(df) == 3000
     empty = df["rle_mask"].isna()
     assert 0.35 <= float(empty.mean()) <= 0.43
-    for image_id, rle in zip(df["id"], df["rle_mask"]):
+    for image_id, rle in zip(df["id"], df["rle_mask"], strict=True):
         mask = decode(rle, (101, 101))
         expected = "" if isinstance(rle, float) and math.isnan(rle) else rle
         assert encode(mask) == expected, image_id
     # The PNG masks are stored row-major; equality proves the Fortran pixel order.
     checked = 0
-    for image_id, rle in zip(df["id"][~empty][:25], df["rle_mask"][~empty][:25]):
+    for image_id, rle in zip(df["id"][~empty][:25], df["rle_mask"][~empty][:25], strict=True):
         png = DATA / "tgs-salt" / "train" / "masks" / f"{image_id}.png"
         truth = read_mask(png)
         decoded = decode(rle, (101, 101))

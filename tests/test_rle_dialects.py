@@ -19,8 +19,13 @@ from rle_reference import ref_decode, ref_encode
 ROW = RleDialect(order="row")
 SIIM = RleDialect(starts="relative", empty="-1")
 ZERO = RleDialect(base=0, empty="1 0")
-DIALECTS = {"kaggle": KAGGLE, "row": ROW, "siim": SIIM, "zero": ZERO,
-            "row-relative": RleDialect(order="row", starts="relative")}
+DIALECTS = {
+    "kaggle": KAGGLE,
+    "row": ROW,
+    "siim": SIIM,
+    "zero": ZERO,
+    "row-relative": RleDialect(order="row", starts="relative"),
+}
 
 
 def facts(d: RleDialect) -> dict:
@@ -31,12 +36,15 @@ def facts(d: RleDialect) -> dict:
 PROBE = np.array([[0, 1, 0, 1], [1, 0, 0, 1], [1, 0, 1, 0]], dtype=np.uint8)
 
 
-@pytest.mark.parametrize(("dialect", "expected"), [
-    (KAGGLE, "2 3 9 3"),           # column-major pixel numbers 1 4 7 10 / 2 5 8 11 / 3 6 9 12
-    (ROW, "2 1 4 2 8 2 11 1"),     # row-major pixel numbers 1 2 3 4 / 5 6 7 8 / 9 10 11 12
-    (SIIM, "1 3 4 3"),             # 0-based first run at 1, next after a gap of 4 background pixels
-    (ZERO, "1 3 8 3"),             # column-major, 0-based
-])
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        (KAGGLE, "2 3 9 3"),  # column-major pixel numbers 1 4 7 10 / 2 5 8 11 / 3 6 9 12
+        (ROW, "2 1 4 2 8 2 11 1"),  # row-major pixel numbers 1 2 3 4 / 5 6 7 8 / 9 10 11 12
+        (SIIM, "1 3 4 3"),  # 0-based first run at 1, next after a gap of 4 background pixels
+        (ZERO, "1 3 8 3"),  # column-major, 0-based
+    ],
+)
 def test_hand_computed_probe(dialect: RleDialect, expected: str) -> None:
     assert encode(PROBE, dialect) == expected
     np.testing.assert_array_equal(decode(expected, (3, 4), dialect), PROBE)
@@ -124,17 +132,28 @@ def test_union_of_instances() -> None:
 
 
 def _spec(**kw) -> CompetitionSpec:
-    return CompetitionSpec(name="t", classes=("a",), train_csv="train.csv", image_ext=".png", ids_have_ext=True,
-                           train=CsvSpec(format="single", id_column="ImageId", rle_column=" EncodedPixels",
-                                         instances=kw.pop("instances", False)), **kw)  # fmt: skip
+    return CompetitionSpec(
+        name="t",
+        classes=("a",),
+        train_csv="train.csv",
+        image_ext=".png",
+        ids_have_ext=True,
+        train=CsvSpec(
+            format="single", id_column="ImageId", rle_column=" EncodedPixels", instances=kw.pop("instances", False)
+        ),
+        **kw,
+    )
 
 
 def test_train_csv_read_in_the_spec_dialect(tmp_path: Path) -> None:
     """SIIM-style csv: leading-space column, -1 for empty, relative starts, one row per instance."""
     a, b = np.zeros((3, 4), np.uint8), np.zeros((3, 4), np.uint8)
     a[0, 1], b[2, 2:] = 1, 1
-    rows = [("x.png", ref_encode(a, starts="relative", empty="-1")), ("x.png", ref_encode(b, starts="relative")),
-            ("y.png", "-1")]
+    rows = [
+        ("x.png", ref_encode(a, starts="relative", empty="-1")),
+        ("x.png", ref_encode(b, starts="relative")),
+        ("y.png", "-1"),
+    ]
     pd.DataFrame(rows, columns=["ImageId", " EncodedPixels"]).to_csv(tmp_path / "train.csv", index=False)
     spec = _spec(rle=SIIM, instances=True)
     table = read_train_labels(spec, tmp_path).set_index("image_id")
@@ -146,9 +165,14 @@ def test_train_csv_read_in_the_spec_dialect(tmp_path: Path) -> None:
 
 def test_train_csv_string_illegal_in_the_dialect_names_row_and_dialect(tmp_path: Path) -> None:
     pd.DataFrame([("x.png", "2 3 9 3"), ("y.png", "5 2 3 1")], columns=["ImageId", " EncodedPixels"]).to_csv(
-        tmp_path / "train.csv", index=False)
-    with pytest.raises(ValueError, match=r"train.csv: row 3: image 'y.png' class a: .*sorted.*RLE dialect column-major"):
+        tmp_path / "train.csv", index=False
+    )
+    with pytest.raises(
+        ValueError, match=r"train.csv: row 3: image 'y.png' class a: .*sorted.*RLE dialect column-major"
+    ):
         read_train_labels(_spec(), tmp_path)
     pd.DataFrame([("x.png", "-1")], columns=["ImageId", " EncodedPixels"]).to_csv(tmp_path / "train.csv", index=False)
-    with pytest.raises(ValueError, match=r"row 2: .*'-1' is how other competitions write an empty mask.*this one writes ''"):
+    with pytest.raises(
+        ValueError, match=r"row 2: .*'-1' is how other competitions write an empty mask.*this one writes ''"
+    ):
         read_train_labels(_spec(), tmp_path)  # -1 is SIIM's empty token, not this dialect's

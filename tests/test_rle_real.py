@@ -48,9 +48,9 @@ def expected_mask(fact: dict, shape: tuple[int, int], lo: int) -> np.ndarray:
     mask = np.zeros(shape, dtype=np.uint8)
     for line, first, last in fact["runs"]:
         if fact["order"] == "row":
-            mask[line - lo, first:last + 1] = 1
+            mask[line - lo, first : last + 1] = 1
         else:
-            mask[first:last + 1, line - lo] = 1
+            mask[first : last + 1, line - lo] = 1
     return mask
 
 
@@ -88,8 +88,11 @@ def test_real_string_at_full_size(fact: dict) -> None:
         assert mask[row, col] == 1 and mask.sum() == rle_area(fact["rle"], dialect)
 
 
-@pytest.mark.parametrize("fact", [f for f in WITH_STRING if f["shape"][0] != f["shape"][1]],
-                         ids=[f["name"] for f in WITH_STRING if f["shape"][0] != f["shape"][1]])
+@pytest.mark.parametrize(
+    "fact",
+    [f for f in WITH_STRING if f["shape"][0] != f["shape"][1]],
+    ids=[f["name"] for f in WITH_STRING if f["shape"][0] != f["shape"][1]],
+)
 def test_the_other_order_does_not_light_the_published_pixels(fact: dict) -> None:
     """A non-square image tells the orders apart: the wrong one lights other pixels (or does not fit)."""
     other = "column" if fact["order"] == "row" else "row"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_infer import ConstModel
 from torch import nn
 
 from kseg.competition import read_csv
@@ -23,7 +23,6 @@ from kseg.submission.validate import validate_submission
 
 from conftest import REPO
 from rle_reference import ref_encode
-from test_infer import ConstModel
 
 
 def _members(cfg, model: nn.Module) -> list[Member]:
@@ -36,9 +35,17 @@ def carvana_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _carvana_cfg(root: Path, tmp_path: Path, *overrides: str):
-    return load_config(REPO / "configs/carvana/unet128.yaml",
-                       [f"data.root={root}", f"runs_dir={tmp_path / 'runs'}", "model.encoder_weights=none",
-                        "data.image_size=[64, 96]", "data.num_workers=0", *overrides])  # fmt: skip
+    return load_config(
+        REPO / "configs/carvana/unet128.yaml",
+        [
+            f"data.root={root}",
+            f"runs_dir={tmp_path / 'runs'}",
+            "model.encoder_weights=none",
+            "data.image_size=[64, 96]",
+            "data.num_workers=0",
+            *overrides,
+        ],
+    )
 
 
 def test_carvana_submission_is_row_ordered(carvana_root: Path, tmp_path: Path) -> None:
@@ -49,7 +56,7 @@ def test_carvana_submission_is_row_ordered(carvana_root: Path, tmp_path: Path) -
     out = tmp_path / "sub.csv"
     predict_submission(cfg, ensemble=ens, out=out, save_probs=tmp_path / "probs", progress=False)
     submitted = read_csv(out)
-    by_id = dict(zip(submitted.img, submitted.rle_mask))
+    by_id = dict(zip(submitted.img, submitted.rle_mask, strict=True))
     probs = list(read_probs(tmp_path / "probs"))
     assert len(probs) == len(by_id) == 2
     for image_id, q, _ in probs:
@@ -73,7 +80,7 @@ def test_empty_token_and_relative_starts_reach_the_csv(carvana_root: Path, tmp_p
     out2 = tmp_path / "some.csv"
     ens = Ensemble(cfg, _members(cfg, ConstModel(0.0, k=1, gain=4.0)))
     predict_submission(cfg, ensemble=ens, out=out2, save_probs=tmp_path / "p2", progress=False)
-    by_id = dict(zip(read_csv(out2).img, read_csv(out2).rle_mask))
+    by_id = dict(zip(read_csv(out2).img, read_csv(out2).rle_mask, strict=True))
     for image_id, q, _ in read_probs(tmp_path / "p2"):
         mask = apply_postprocess(q, default_params(1))[0]
         assert by_id[image_id] == ref_encode(mask, order="column", starts="relative", empty="-1")

@@ -11,7 +11,10 @@ from kseg.data.dataset import read_pseudo_labels
 from kseg.submission.write import SubmissionWriter, TrainCsvWriter, write_submission
 
 TGS = CompetitionSpec(
-    name="tgs", classes=("salt",), train=CsvSpec("single", "id", "rle_mask"), submission=CsvSpec("single", "id", "rle_mask")
+    name="tgs",
+    classes=("salt",),
+    train=CsvSpec("single", "id", "rle_mask"),
+    submission=CsvSpec("single", "id", "rle_mask"),
 )
 CARVANA = CompetitionSpec(
     name="carvana",
@@ -102,8 +105,7 @@ def test_long_keeps_sample_column_order_and_scattered_rows(tmp_path: Path) -> No
     # listed in a shuffled order, and image b has only two classes in the sample
     sample = write_sample(
         tmp_path,
-        "ImageId,EncodedPixels,ClassId\n"
-        "a.jpg,1 1,3\nb.jpg,1 1,1\na.jpg,1 1,1\na.jpg,1 1,2\nb.jpg,1 1,4\na.jpg,1 1,4\n",
+        "ImageId,EncodedPixels,ClassId\na.jpg,1 1,3\nb.jpg,1 1,1\na.jpg,1 1,1\na.jpg,1 1,2\nb.jpg,1 1,4\na.jpg,1 1,4\n",
     )
     out = tmp_path / "s.csv"
     with SubmissionWriter(SEVERSTAL, sample, out) as w:
@@ -118,7 +120,8 @@ def test_long_keeps_sample_column_order_and_scattered_rows(tmp_path: Path) -> No
 
 def test_in_order_images_are_not_buffered(tmp_path: Path) -> None:
     sample = write_sample(
-        tmp_path, "ImageId,EncodedPixels,ClassId\n" + "".join(f"i{k}.jpg,1 1,{c}\n" for k in range(5) for c in range(1, 5))
+        tmp_path,
+        "ImageId,EncodedPixels,ClassId\n" + "".join(f"i{k}.jpg,1 1,{c}\n" for k in range(5) for c in range(1, 5)),
     )
     with SubmissionWriter(SEVERSTAL, sample, tmp_path / "s.csv") as w:
         for k in range(5):
@@ -187,11 +190,16 @@ def test_errors(tmp_path: Path) -> None:
     "spec, expected",
     [
         (TGS, "id,rle_mask\nt1,1 2\nt2,\n"),
-        (SEVERSTAL_OLD, "ImageId_ClassId,EncodedPixels\nt1_1,1 2\nt1_2,\nt1_3,\nt1_4,5 1\n"
-         "t2_1,\nt2_2,\nt2_3,\nt2_4,\n"),
+        (
+            SEVERSTAL_OLD,
+            "ImageId_ClassId,EncodedPixels\nt1_1,1 2\nt1_2,\nt1_3,\nt1_4,5 1\nt2_1,\nt2_2,\nt2_3,\nt2_4,\n",
+        ),
         (SEVERSTAL, "ImageId,ClassId,EncodedPixels\nt1,1,1 2\nt1,4,5 1\nt2,1,\n"),
-        (CLOUDS, "Image_Label,EncodedPixels\nt1_Fish,1 2\nt1_Flower,\nt1_Gravel,\nt1_Sugar,5 1\n"
-         "t2_Fish,\nt2_Flower,\nt2_Gravel,\nt2_Sugar,\n"),
+        (
+            CLOUDS,
+            "Image_Label,EncodedPixels\nt1_Fish,1 2\nt1_Flower,\nt1_Gravel,\nt1_Sugar,5 1\n"
+            "t2_Fish,\nt2_Flower,\nt2_Gravel,\nt2_Sugar,\n",
+        ),
     ],
     ids=["single", "combined", "long", "image_label"],
 )

@@ -25,12 +25,29 @@ from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_id
 
 def test_kseg_train_writes_the_artefact_contract(demo_root, tmp_path, capsys):
     cfg = tiny_config(demo_root, tmp_path, "model.aux_head=true")
-    args = ["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "1", f"data.root={demo_root}",
-            f"data.folds_csv={cfg.folds_path}", f"runs_dir={cfg.runs_dir}", *TINY, "model.aux_head=true"]  # fmt: skip
+    args = [
+        "train",
+        "-c",
+        str(REPO / "configs/demo.yaml"),
+        "--fold",
+        "1",
+        f"data.root={demo_root}",
+        f"data.folds_csv={cfg.folds_path}",
+        f"runs_dir={cfg.runs_dir}",
+        *TINY,
+        "model.aux_head=true",
+    ]
     assert main(args) == 0
     assert "fold 1: best dice" in capsys.readouterr().out
     d = cfg.fold_dir(1)
-    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_aux.npy", "oof_ids.csv"]
+    assert sorted(p.name for p in d.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "oof.npy",
+        "oof_aux.npy",
+        "oof_ids.csv",
+    ]
     assert read_saved_config(cfg.run_dir / "config.yaml") == cfg
 
     ids = val_ids(cfg, 1)
@@ -51,15 +68,35 @@ def test_kseg_train_writes_the_artefact_contract(demo_root, tmp_path, capsys):
 
 
 def test_train_requires_folds_csv(demo_root, tmp_path, caplog):
-    rc = main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "0", f"data.root={demo_root}",
-               f"data.folds_csv={tmp_path / 'missing.csv'}", f"runs_dir={tmp_path}"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "-c",
+            str(REPO / "configs/demo.yaml"),
+            "--fold",
+            "0",
+            f"data.root={demo_root}",
+            f"data.folds_csv={tmp_path / 'missing.csv'}",
+            f"runs_dir={tmp_path}",
+        ]
+    )
     assert rc == 1 and "kseg folds -c" in caplog.text
 
 
 def test_bad_fold_is_rejected(demo_root, tmp_path, caplog):
     cfg = tiny_config(demo_root, tmp_path)
-    rc = main(["train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "7", f"data.root={demo_root}",
-               f"data.folds_csv={cfg.folds_path}", f"runs_dir={tmp_path}"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "-c",
+            str(REPO / "configs/demo.yaml"),
+            "--fold",
+            "7",
+            f"data.root={demo_root}",
+            f"data.folds_csv={cfg.folds_path}",
+            f"runs_dir={tmp_path}",
+        ]
+    )
     assert rc == 1 and "fold 7 is not in" in caplog.text
 
 
@@ -108,8 +145,14 @@ def test_select_last_keeps_the_last_epoch_not_the_best_one(demo_root, tmp_path, 
     kept = {}
     for select in ("best", "last"):
         _scripted_scores(monkeypatch, [0.9, 0.5, 0.7])
-        cfg = tiny_config(demo_root, tmp_path, "train.epochs=3", f"train.select={select}", "train.device=cpu",
-                          f"runs_dir={tmp_path / select}")  # fmt: skip
+        cfg = tiny_config(
+            demo_root,
+            tmp_path,
+            "train.epochs=3",
+            f"train.select={select}",
+            "train.device=cpu",
+            f"runs_dir={tmp_path / select}",
+        )
         res = train_fold(cfg, 0)
         assert (res.best_epoch, res.best_score) == (1, 0.9)
         assert (res.selected_epoch, res.selected_score) == ((1, 0.9) if select == "best" else (3, 0.7))
@@ -131,6 +174,7 @@ def test_select_last_refuses_early_stopping_and_a_changed_rule_on_resume(demo_ro
 
     with pytest.raises(ConfigError, match="train.select=last with train.patience=2.*train.patience=0"):
         tiny_config(demo_root, tmp_path, "train.select=last", "train.patience=2")
+
     class Killed(Exception):
         pass
 

@@ -32,8 +32,11 @@ def test_epoch_sampler_tags_indices_with_the_epoch_and_reshuffles_per_epoch():
 
 
 def test_augment_seeding_is_per_sample_and_uncorrelated(demo_root, tmp_path):
-    cfg = tiny_config(demo_root, tmp_path, "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, "
-                      "{name: VerticalFlip, params: {p: 0.5}}]")  # fmt: skip
+    cfg = tiny_config(
+        demo_root,
+        tmp_path,
+        "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}}]",
+    )
     labels = read_labels(cfg)
     ds = EpochSeeded(SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=True), seed=3)
     plain = SegDataset(cfg, labels.image_id[:1].tolist(), labels, train=False)[0]["image"]
@@ -41,6 +44,10 @@ def test_augment_seeding_is_per_sample_and_uncorrelated(demo_root, tmp_path):
     for epoch in range(24):
         a, b = ds[(epoch, 0)]["image"], ds[(epoch, 0)]["image"]
         assert torch.equal(a, b)  # same (epoch, index) -> same augmentation
-        flips.append((torch.equal(a, plain.flip(-1)) or torch.equal(a, plain.flip(-1, -2)),
-                      torch.equal(a, plain.flip(-2)) or torch.equal(a, plain.flip(-1, -2))))  # fmt: skip
+        flips.append(
+            (
+                torch.equal(a, plain.flip(-1)) or torch.equal(a, plain.flip(-1, -2)),
+                torch.equal(a, plain.flip(-2)) or torch.equal(a, plain.flip(-1, -2)),
+            )
+        )
     assert len(set(flips)) >= 3  # h and v flips vary independently (albumentations' seed= makes them equal)

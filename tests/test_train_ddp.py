@@ -20,16 +20,40 @@ from _train_support import REPO, TINY, oof_score, repredict, tiny_config, val_id
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes(demo_root, tmp_path):
     cfg = tiny_config(demo_root, tmp_path)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "kseg.cli", "train", "-c", str(REPO / "configs/demo.yaml"), "--fold", "2",
-           f"data.root={demo_root}", f"data.folds_csv={cfg.folds_path}", f"runs_dir={cfg.runs_dir}", *TINY,
-           "train.epochs=2", "model.aux_head=true"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "kseg.cli",
+        "train",
+        "-c",
+        str(REPO / "configs/demo.yaml"),
+        "--fold",
+        "2",
+        f"data.root={demo_root}",
+        f"data.folds_csv={cfg.folds_path}",
+        f"runs_dir={cfg.runs_dir}",
+        *TINY,
+        "train.epochs=2",
+        "model.aux_head=true",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("fold 2: best dice") == 1  # only rank 0 reports
     d = cfg.fold_dir(2)
-    assert sorted(p.name for p in d.iterdir()) == ["best.pt", "last.pt", "metrics.csv", "oof.npy", "oof_aux.npy", "oof_ids.csv"]
+    assert sorted(p.name for p in d.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "oof.npy",
+        "oof_aux.npy",
+        "oof_ids.csv",
+    ]
 
     ids = val_ids(cfg, 2)
     oof, oof_ids = read_oof(d)
@@ -43,5 +67,7 @@ def test_torchrun_two_gloo_processes(demo_root, tmp_path):
     # aux rows of both ranks are put at their image's position too
     model, ccfg = load_checkpoint(d / "best.pt")
     ds = SegDataset(cfg, ids, train=False)
-    aux = np.stack([predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)[1][0].numpy() for i in range(len(ids))])
+    aux = np.stack(
+        [predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)[1][0].numpy() for i in range(len(ids))]
+    )
     assert np.abs(np.load(d / "oof_aux.npy").astype(int) - np.rint(aux * 255)).max() <= 1

@@ -17,8 +17,13 @@ from _train_support import REPO, TINY
 
 # every piece of state on: EMA, clipping, accumulation, warmup schedule, aux head (dropout draws from the RNG)
 FEATURES = [
-    "train.ema=true", "train.ema_decay=0.9", "train.clip_grad=1.0", "train.accumulate=2", "sched.warmup_epochs=0.5",
-    "model.aux_head=true", "train.epochs=3",
+    "train.ema=true",
+    "train.ema_decay=0.9",
+    "train.clip_grad=1.0",
+    "train.accumulate=2",
+    "sched.warmup_epochs=0.5",
+    "model.aux_head=true",
+    "train.epochs=3",
 ]
 
 

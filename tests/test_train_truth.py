@@ -50,8 +50,9 @@ def test_truth_table_masks_at_the_submission_size_with_or_without_native_sizes(d
 
 
 def test_restore_batch_requires_one_submission_size(demo_cfg):
-    cfg = demo_cfg.replace(competition=demo_cfg.competition.__class__(
-        **{**demo_cfg.competition.__dict__, "submission_size": None}))  # fmt: skip
+    cfg = demo_cfg.replace(
+        competition=demo_cfg.competition.__class__(**{**demo_cfg.competition.__dict__, "submission_size": None})
+    )
     probs = torch.rand(2, 4, 8, 8)
     out, size = restore_batch(probs, [(16, 16), (16, 16)], cfg)
     assert out.shape == (2, 4, 16, 16) and size == (16, 16)

@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from kseg.cli import main
-from kseg.config import config_from_dict, config_to_dict, load_config
+from kseg.config import config_from_dict, config_to_dict
 from kseg.data.rle import KAGGLE, decode, encode
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, default_params, load_postprocess, quantize
 from kseg.train.truth import TruthTable
-from kseg.tune.oof_set import OOFSet, find_folds, load_oof
-from kseg.tune.report import grid_frame, postprocess_dict, write_outputs
+from kseg.tune.oof_set import find_folds, load_oof
+from kseg.tune.report import grid_frame, postprocess_dict
 from kseg.tune.run import tune
 
 H, W, C = 20, 24, 2
@@ -63,23 +63,39 @@ def _write_competition(
     """A tiny combined-format competition + OOF of experiment 'exp' in 3 folds (rows shuffled)."""
     n = truth.shape[0]
     ids = [f"img{i:03d}" for i in range(n)]
-    rows = [{"ImageId_ClassId": f"{ids[i]}_{c + 1}", "EncodedPixels": encode(truth[i, c])} for i in range(n) for c in range(C)]
+    rows = [
+        {"ImageId_ClassId": f"{ids[i]}_{c + 1}", "EncodedPixels": encode(truth[i, c])}
+        for i in range(n)
+        for c in range(C)
+    ]
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
     spec = {
-        "name": "tiny", "classes": ["a", "b"], "mode": mode, "metric": metric,
-        "image_size": [H, W], "submission_size": [H, W],
+        "name": "tiny",
+        "classes": ["a", "b"],
+        "mode": mode,
+        "metric": metric,
+        "image_size": [H, W],
+        "submission_size": [H, W],
         "train": {"format": "combined", "id_column": "ImageId_ClassId"},
         "submission": {"format": "combined", "id_column": "ImageId_ClassId"},
-    }  # fmt: skip
+    }
     cfg = config_from_dict(
-        {"competition": spec, "name": "exp", "runs_dir": str(root / "runs"), "data": {"root": str(root)}, "tune": dict(GRID, chunk_size=3)}
+        {
+            "competition": spec,
+            "name": "exp",
+            "runs_dir": str(root / "runs"),
+            "data": {"root": str(root)},
+            "tune": dict(GRID, chunk_size=3),
+        }
     )
     folds = np.random.default_rng(seed).permutation(np.arange(n) % n_folds)
     return cfg, ids, folds
 
 
-def _write_oof(cfg, exp: str, ids: list[str], folds: np.ndarray, probs: np.ndarray, aux: np.ndarray | None, seed: int) -> None:
+def _write_oof(
+    cfg, exp: str, ids: list[str], folds: np.ndarray, probs: np.ndarray, aux: np.ndarray | None, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     for k in np.unique(folds):
         rows = rng.permutation(np.flatnonzero(folds == k))
@@ -127,10 +143,18 @@ def test_grid_search_matches_brute_force(tmp_path, metric, exclusive):
     result = tune(cfg, progress=False)
 
     # brute force: every cell through apply_postprocess + kseg.metrics, one cell at a time
-    cells = [ClassParams(**dict(zip(AXES, combo))) for combo in itertools.product(
-        GRID["thresholds"], GRID["min_sizes"], GRID["min_areas"], GRID["max_prob_gates"],
-        GRID["aux_gates"], [None] + GRID["top_thresholds"],
-    )]  # fmt: skip
+    cells = [
+        ClassParams(**dict(zip(AXES, combo, strict=True)))
+        for combo in itertools.product(
+            GRID["thresholds"],
+            GRID["min_sizes"],
+            GRID["min_areas"],
+            GRID["max_prob_gates"],
+            GRID["aux_gates"],
+            [None] + GRID["top_thresholds"],
+        )
+    ]
+
     def scored(params: list[ClassParams], rule: bool) -> np.ndarray:
         return per_item_scores(apply_postprocess_batch(probs, params, aux / 255.0, exclusive=rule), truth, metric)
 
@@ -259,7 +283,10 @@ def _demo_oof(cfg, rng: np.random.Generator) -> None:
         out = []
         for i in ids:
             m = decode_masks(list(labels.loc[i, names]), size, i, KAGGLE).transpose(2, 0, 1).astype(np.float32)
-            p = np.stack([cv2.GaussianBlur(x, (9, 9), 3) for x in m]) * 0.8 + rng.random(m.shape, dtype=np.float32) ** 6 * 0.7
+            p = (
+                np.stack([cv2.GaussianBlur(x, (9, 9), 3) for x in m]) * 0.8
+                + rng.random(m.shape, dtype=np.float32) ** 6 * 0.7
+            )
             out.append(quantize(np.clip(p, 0, 1)))
         d = cfg.fold_dir(int(k))
         d.mkdir(parents=True, exist_ok=True)
@@ -293,7 +320,16 @@ def test_cli_runs_argument_takes_trailing_overrides(demo_cfg, tmp_path, capsys):
     _demo_oof(demo_cfg, np.random.default_rng(1))
     cfg_path = tmp_path / "demo.yaml"
     cfg_path.write_text(yaml.safe_dump(config_to_dict(demo_cfg)))
-    args = ["tune", "-c", str(cfg_path), "--no-plots", "--runs", demo_cfg.name, "tune.thresholds=[0.4]", "tune.min_sizes=[0]"]
+    args = [
+        "tune",
+        "-c",
+        str(cfg_path),
+        "--no-plots",
+        "--runs",
+        demo_cfg.name,
+        "tune.thresholds=[0.4]",
+        "tune.min_sizes=[0]",
+    ]
     assert main(args) == 0
     data = json.loads((demo_cfg.run_dir / "postprocess.json").read_text())
     assert data["grid"]["thresholds"] == [0.4] and not list(demo_cfg.run_dir.glob("*.png"))

@@ -7,29 +7,38 @@ import json
 
 import numpy as np
 import yaml
+from test_tune import _demo_oof
 
 from kseg.cli import main
 from kseg.config import config_to_dict, save_config
 from kseg.tune.report import selection_note
 from kseg.tune.run import epoch_selection
 
-from test_tune import _demo_oof
-
 
 def test_epoch_selection_reads_each_runs_saved_config(demo_cfg, tmp_path):
     runs = tmp_path / "runs"
-    for name, train, sched in (("a", {}, "cosine"), ("b", {"select": "last"}, "cosine"),
-                               ("c", {"select": "last"}, "plateau")):  # fmt: skip
+    for name, train, sched in (
+        ("a", {}, "cosine"),
+        ("b", {"select": "last"}, "cosine"),
+        ("c", {"select": "last"}, "plateau"),
+    ):
         (runs / name).mkdir(parents=True)
         (runs / name / "config.yaml").write_text(yaml.safe_dump({"train": train, "sched": {"name": sched}}))
     (runs / "e").mkdir()
     (runs / "e" / "config.yaml").write_text("[unclosed")
     assert epoch_selection(demo_cfg, ["a", "b", "c", "d", "e"]) == {
-        "a": "best", "b": "last", "c": "last+plateau", "d": "unknown", "e": "unknown"}  # fmt: skip
+        "a": "best",
+        "b": "last",
+        "c": "last+plateau",
+        "d": "unknown",
+        "e": "unknown",
+    }
 
     assert selection_note({"b": "last"}).startswith("OOF of each fold's last epoch")
     picked = selection_note({"a": "best", "b": "last"})
-    assert picked.startswith("the CV score is optimistic") and "OOF of a are" in picked and "train.select=last" in picked
+    assert (
+        picked.startswith("the CV score is optimistic") and "OOF of a are" in picked and "train.select=last" in picked
+    )
     assert "OOF are the epoch" in selection_note({"a": "best"})  # every run: no list of names
     assert "slightly optimistic" in selection_note({"b": "last", "c": "last+plateau"})
 

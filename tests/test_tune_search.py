@@ -30,14 +30,16 @@ def test_score_table_ties_prefer_default_then_conservative_hand_built():
     t = ScoreTable(num_classes=1, num_folds=2, num_cells=grid.size, tie_rank=grid.tie_rank())
     folds = np.array([0, 0, 1, 1])
     t.add_images(folds)
-    scores = np.array([
-        [0.5, 0.5, 1.0, 1.0],    # 0 (0.3, 0):  fold0 1.0, fold1 2.0, total 3.0
-        [0.5, 0.5, 1.0, 1.0],    # 1 (0.3, 10): the same
-        [1.0, 1.0, 0.5, 0.5],    # 2 (0.5, 0) default: fold0 2.0, fold1 1.0, total 3.0
-        [0.25, 0.25, 0.25, 0.25],  # 3 (0.5, 10): total 1.0
-        [1.0, 1.0, 0.0, 0.0],    # 4 (0.7, 0):  fold0 2.0, fold1 0.0
-        [1.0, 1.0, 0.0, 0.0],    # 5 (0.7, 10): the same
-    ])  # fmt: skip
+    scores = np.array(
+        [
+            [0.5, 0.5, 1.0, 1.0],  # 0 (0.3, 0):  fold0 1.0, fold1 2.0, total 3.0
+            [0.5, 0.5, 1.0, 1.0],  # 1 (0.3, 10): the same
+            [1.0, 1.0, 0.5, 0.5],  # 2 (0.5, 0) default: fold0 2.0, fold1 1.0, total 3.0
+            [0.25, 0.25, 0.25, 0.25],  # 3 (0.5, 10): total 1.0
+            [1.0, 1.0, 0.0, 0.0],  # 4 (0.7, 0):  fold0 2.0, fold1 0.0
+            [1.0, 1.0, 0.0, 0.0],  # 5 (0.7, 10): the same
+        ]
+    )
     t.add(0, folds, scores, default=scores[2])
     ch = t.choose(0)
     assert ch.cell == 2  # cells 0, 1, 2 tie at 3.0: the default wins (grid order would pick cell 0)

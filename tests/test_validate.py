@@ -152,16 +152,23 @@ def test_image_label_format_at_own_image_size(tmp_path):
     )
     fmt = {"format": "image_label", "id_column": "Image_Label"}
     cfg = _cfg(
-        tmp_path, classes=["Fish", "Sugar"], class_labels=["Fish", "Sugar"],
-        image_size=None, submission_size=None, train=fmt, submission=fmt,
-    )  # fmt: skip
+        tmp_path,
+        classes=["Fish", "Sugar"],
+        class_labels=["Fish", "Sugar"],
+        image_size=None,
+        submission_size=None,
+        train=fmt,
+        submission=fmt,
+    )
     text = "Image_Label,EncodedPixels\nx.jpg_Fish,11 2\nx.jpg_Sugar,\ny.jpg_Fish,11 2\ny.jpg_Sugar,19 3\n"
     report = _check(cfg, tmp_path, text)  # x.jpg (12 px): 11 2 fits; y.jpg (20 px): 19 3 runs past
     assert len(report.problems) == 1, report.problems
     assert report.problems[0].startswith("row 5 (image 'y.jpg' class Sugar)")
     assert "past the image end 20" in report.problems[0]
     report = _check(cfg, tmp_path, text.replace("x.jpg_Fish,11 2", "x.jpg_Fish,11 3"))
-    assert any(p.startswith("row 2 (image 'x.jpg' class Fish)") and "past the image end 12" in p for p in report.problems)
+    assert any(
+        p.startswith("row 2 (image 'x.jpg' class Fish)") and "past the image end 12" in p for p in report.problems
+    )
     report = _check(cfg, tmp_path, text.replace("19 3", "19 2"))
     assert report.ok, report.problems
     # a bad class label in an id names the row

@@ -174,7 +174,9 @@ def _check_zip(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except Exception as e:  # noqa: BLE001 - damaged headers raise BadZipFile, UnicodeDecodeError, EOFError...
-        raise CorruptFileError(f"{path}: cannot read the checkpoint (corrupt zip structure; {type(e).__name__}: {e})") from e
+        raise CorruptFileError(
+            f"{path}: cannot read the checkpoint (corrupt zip structure; {type(e).__name__}: {e})"
+        ) from e
     if bad is not None:
         raise CorruptFileError(f"{path}: cannot read the checkpoint (corrupt: {bad} fails its CRC check)")
 

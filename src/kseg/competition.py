@@ -121,8 +121,7 @@ class CompetitionSpec:
         bad = groups.isna()
         if bad.any():
             raise ValueError(
-                f"competition.group_pattern {self.group_pattern!r} does not match image id "
-                f"{ids[bad].iloc[0]!r}"
+                f"competition.group_pattern {self.group_pattern!r} does not match image id {ids[bad].iloc[0]!r}"
             )
         return groups
 
@@ -136,9 +135,7 @@ def _class_index(spec: CompetitionSpec, labels: pd.Series, where: str) -> np.nda
     bad = idx.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"{where}: row {row + 2}: class {labels.iloc[row]!r} is not one of {list(spec.labels)}"
-        )
+        raise ValueError(f"{where}: row {row + 2}: class {labels.iloc[row]!r} is not one of {list(spec.labels)}")
     return idx.to_numpy(dtype=np.int64)
 
 
@@ -169,8 +166,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
 
 
-def _checked_rles(spec: CompetitionSpec, column: pd.Series, ids: np.ndarray, cls: np.ndarray,
-                  path: Path) -> np.ndarray:
+def _checked_rles(spec: CompetitionSpec, column: pd.Series, ids: np.ndarray, cls: np.ndarray, path: Path) -> np.ndarray:
     """RLE strings [N] of a train csv column, stripped, each checked in the spec's dialect; empty -> ''.
 
     A string that is not legal in ``spec.rle`` raises naming the csv row, the image, the class and the dialect.
@@ -183,13 +179,16 @@ def _checked_rles(spec: CompetitionSpec, column: pd.Series, ids: np.ndarray, cls
             continue
         problems = rle_syntax_problems(rle, dialect)
         if problems:
-            raise ValueError(f"{path}: row {i + 2}: image {ids[i]!r} class {spec.classes[cls[i]]}: "
-                             f"malformed RLE in the training labels: {problems[0]}")
+            raise ValueError(
+                f"{path}: row {i + 2}: image {ids[i]!r} class {spec.classes[cls[i]]}: "
+                f"malformed RLE in the training labels: {problems[0]}"
+            )
     return rles
 
 
-def _unite_instances(spec: CompetitionSpec, key: pd.Series, ids: np.ndarray, cls: np.ndarray,
-                     rles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unite_instances(
+    spec: CompetitionSpec, key: pd.Series, ids: np.ndarray, cls: np.ndarray, rles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of one image x class (one per object instance) -> one row with the union of their masks."""
     codes, uniques = pd.factorize(key)
     first = np.full(len(uniques), -1, dtype=np.int64)
@@ -198,7 +197,7 @@ def _unite_instances(spec: CompetitionSpec, key: pd.Series, ids: np.ndarray, cls
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     for u in range(len(uniques)):  # one union per image x class, each vectorized over its runs
-        members = rles[order[bounds[u]:bounds[u + 1]]]
+        members = rles[order[bounds[u] : bounds[u + 1]]]
         united[u] = members[0] if len(members) == 1 else union([r for r in members if r], spec.rle)
         if united[u] == spec.rle.empty:
             united[u] = ""
@@ -226,8 +225,10 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool 
         ids, cls, rles = _unite_instances(spec, key, ids, cls, rles)
     elif dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise ValueError(f"{path}: row {row + 2}: duplicate mask for image {ids[row]!r} class {spec.classes[cls[row]]}"
-                         f" (one row per object instance? set competition.train.instances: true)")
+        raise ValueError(
+            f"{path}: row {row + 2}: duplicate mask for image {ids[row]!r} class {spec.classes[cls[row]]}"
+            f" (one row per object instance? set competition.train.instances: true)"
+        )
     order = list(dict.fromkeys(ids.tolist()))
     if csv.format == "long":
         img_dir = root / spec.train_images

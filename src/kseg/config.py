@@ -111,9 +111,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.select == "last" and self.patience:
-            raise ConfigError(f"train.select=last with train.patience={self.patience}: early stopping picks the "
-                              "stopping epoch on the held fold, which select=last is meant to avoid; set "
-                              "train.patience=0 (or train.select=best)")  # fmt: skip
+            raise ConfigError(
+                f"train.select=last with train.patience={self.patience}: early stopping picks the "
+                "stopping epoch on the held fold, which select=last is meant to avoid; set "
+                "train.patience=0 (or train.select=best)"
+            )
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ class TuneConfig:
     chunk_size: int = 64  # OOF images per chunk
     top_thresholds: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9)  # triplet rule: mask kept if pixels exceed it
     aux_gates: tuple[float, ...] = (0.0,)  # empty when aux-head prob is below (needs fold*/oof_aux.npy)
-    oof_tta: str = choice("kseg.tta:TTA_MODES", "", also=("",))  # "" = training's OOF; else the TTA OOF written by `kseg predict --oof --tta NAME`
+    oof_tta: str = choice(
+        "kseg.tta:TTA_MODES", "", also=("",)
+    )  # "" = training's OOF; else the TTA OOF written by `kseg predict --oof --tta NAME`
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ class Config:
         """``runs/<experiment>/fold<K>/``."""
         return self.layout.fold(fold)
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 

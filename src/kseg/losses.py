@@ -25,8 +25,11 @@ LOSSES: Registry[LossFactory] = Registry("loss")
 
 def smp_mode(mode: str) -> str:
     """kseg competition mode -> smp loss mode (they share names: binary, multilabel, multiclass)."""
-    return {"binary": smp.losses.BINARY_MODE, "multilabel": smp.losses.MULTILABEL_MODE,
-            "multiclass": smp.losses.MULTICLASS_MODE}[mode]  # fmt: skip
+    return {
+        "binary": smp.losses.BINARY_MODE,
+        "multilabel": smp.losses.MULTILABEL_MODE,
+        "multiclass": smp.losses.MULTICLASS_MODE,
+    }[mode]
 
 
 def index_target(mask: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,7 @@ class SegLoss(nn.Module):
         target = index_target(mask) if self.mode == "multiclass" else mask.float()
         total = logits.new_zeros(())
         parts: dict[str, torch.Tensor] = {}
-        for name, weight, fn in zip(self.names, self.weights, self.terms):
+        for name, weight, fn in zip(self.names, self.weights, self.terms, strict=True):
             value = fn(logits, target)
             parts[name] = value.detach()
             total = total + weight * value

@@ -12,8 +12,8 @@ can cache the statistics and score many settings cheaply.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -44,8 +44,7 @@ def _as_binary(mask: np.ndarray, name: str) -> np.ndarray:
         return mask
     if np.issubdtype(mask.dtype, np.floating) and ((mask != 0) & (mask != 1)).any():
         raise ValueError(
-            f"{name} is a float array with values other than 0 and 1; "
-            "threshold probabilities before scoring"
+            f"{name} is a float array with values other than 0 and 1; threshold probabilities before scoring"
         )
     return mask != 0
 
@@ -77,9 +76,7 @@ def _check_stats(
         np.asarray(true_area, dtype=np.int64),
     )
     if (inter < 0).any() or (inter > np.minimum(pred_area, true_area)).any():
-        raise ValueError(
-            "inconsistent mask stats: need 0 <= inter <= min(pred_area, true_area)"
-        )
+        raise ValueError("inconsistent mask stats: need 0 <= inter <= min(pred_area, true_area)")
     return inter, pred_area, true_area
 
 
@@ -92,9 +89,7 @@ def dice_from_stats(inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndar
     return out
 
 
-def iou_ap_from_stats(
-    inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray
-) -> np.ndarray:
+def iou_ap_from_stats(inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray) -> np.ndarray:
     """TGS IoU-AP per item, float64 [...]: mean over IOU_THRESHOLDS of (IoU > t).
 
     Both masks empty scores 1; exactly one empty scores 0 (its IoU is 0).
@@ -107,9 +102,7 @@ def iou_ap_from_stats(
     return np.where(union == 0, 1.0, out)
 
 
-METRICS: Mapping[str, MetricFn] = MappingProxyType(
-    {"dice": dice_from_stats, "iou_ap": iou_ap_from_stats}
-)
+METRICS: Mapping[str, MetricFn] = MappingProxyType({"dice": dice_from_stats, "iou_ap": iou_ap_from_stats})
 
 
 def get_metric(name: str) -> MetricFn:
@@ -117,14 +110,10 @@ def get_metric(name: str) -> MetricFn:
     try:
         return METRICS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}"
-        ) from None
+        raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}") from None
 
 
-def score_from_stats(
-    inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray, metric: str
-) -> float:
+def score_from_stats(inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray, metric: str) -> float:
     """Mean per-item ``metric`` over all items of the statistics arrays [...]."""
     return _mean(get_metric(metric)(inter, pred_area, true_area))
 

@@ -192,8 +192,9 @@ def build_model(cfg: Config) -> SegModel:
     hub = None if local else weights
     try:
         with weights_errors(m.encoder, hub):
-            net = smp.create_model(m.arch, encoder_name=m.encoder, encoder_weights=hub, in_channels=3,
-                                   classes=num_outputs(cfg), **kwargs)  # fmt: skip
+            net = smp.create_model(
+                m.arch, encoder_name=m.encoder, encoder_weights=hub, in_channels=3, classes=num_outputs(cfg), **kwargs
+            )
     except WeightsUnavailableError:
         raise
     except (KeyError, TypeError, ValueError) as e:
@@ -281,8 +282,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch_load(path, map_location=map_location)
     except CorruptFileError as e:
-        raise CorruptFileError(f"{e}: copy it again from where it came from, or retrain that fold with "
-                               "`kseg train -c <config> --fold K`") from e  # fmt: skip
+        raise CorruptFileError(
+            f"{e}: copy it again from where it came from, or retrain that fold with `kseg train -c <config> --fold K`"
+        ) from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path}: not a kseg checkpoint (needs keys 'state_dict' and 'config')")
     cfg = config_from_dict(ckpt["config"])

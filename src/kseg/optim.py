@@ -154,7 +154,9 @@ SCHEDULERS: Registry[ScheduleFactory] = Registry("scheduler")  # config errors l
 def _params(cfg: Config, allowed: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(cfg.sched.params) - set(allowed))
     if unknown:
-        raise ConfigError(f"sched.params.{unknown[0]}: not a {cfg.sched.name} option; valid: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"sched.params.{unknown[0]}: not a {cfg.sched.name} option; valid: {', '.join(sorted(allowed))}"
+        )
     return {**allowed, **cfg.sched.params}
 
 
@@ -170,8 +172,17 @@ def _none(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
 @SCHEDULERS.register("onecycle")
 def _onecycle(opt: Optimizer, cfg: Config, steps_per_epoch: int) -> LrSchedule:
     pct = cfg.sched.warmup_epochs / cfg.train.epochs if cfg.sched.warmup_epochs > 0 else 0.3
-    p = _params(cfg, {"pct_start": pct, "anneal_strategy": "cos", "div_factor": 25.0, "final_div_factor": 1e4,
-                      "three_phase": False, "cycle_momentum": True})  # fmt: skip
+    p = _params(
+        cfg,
+        {
+            "pct_start": pct,
+            "anneal_strategy": "cos",
+            "div_factor": 25.0,
+            "final_div_factor": 1e4,
+            "three_phase": False,
+            "cycle_momentum": True,
+        },
+    )
     total = max(1, cfg.train.epochs * steps_per_epoch)
     return LrSchedule(OneCycleLR(opt, max_lr=cfg.optim.lr, total_steps=total, **p), "step")
 

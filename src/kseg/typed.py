@@ -171,7 +171,7 @@ def _tuple(value: Any, tp: Any, key: str) -> tuple:
         items = items * len(args)  # `image_size: 128` -> (128, 128)
     if len(items) != len(args):
         raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
-    return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
+    return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(items, args, strict=True)))
 
 
 def _scalar(value: Any, tp: Any, key: str) -> Any:
@@ -229,9 +229,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     missing = [
         n
         for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
     ]
     if missing:
         raise ConfigError(f"missing required key {where}{missing[0]}")

@@ -71,14 +71,20 @@ def run_and_kill(args: list[str], fault: str, marker: Path, cwd: Path, timeout: 
     env = {**os.environ, "KSEG_FAULT": fault, "KSEG_FAULT_MARKER": str(marker), "WANDB_MODE": "disabled"}
     log = cwd / f"kseg-{marker.stem}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, __file__, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
         deadline = time.time() + timeout
         try:
             while not marker.exists():
                 if proc.poll() is not None:
-                    raise AssertionError(f"kseg exited with {proc.returncode} before the fault point:\n{log.read_text()[-3000:]}")
+                    raise AssertionError(
+                        f"kseg exited with {proc.returncode} before the fault point:\n{log.read_text()[-3000:]}"
+                    )
                 if time.time() > deadline:
-                    raise AssertionError(f"kseg never reached the fault point in {timeout}s:\n{log.read_text()[-3000:]}")
+                    raise AssertionError(
+                        f"kseg never reached the fault point in {timeout}s:\n{log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.05)
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=30) == -signal.SIGKILL

@@ -25,8 +25,13 @@ TINY = (
 
 def overrides(demo_root: Path, tmp_path: Path, *extra: str) -> list[str]:
     """Overrides putting folds.csv and runs/ under ``tmp_path`` plus ``TINY`` and ``extra``."""
-    return [f"data.root={demo_root}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'runs'}",
-            *TINY, *extra]  # fmt: skip
+    return [
+        f"data.root={demo_root}",
+        f"data.folds_csv={tmp_path / 'folds.csv'}",
+        f"runs_dir={tmp_path / 'runs'}",
+        *TINY,
+        *extra,
+    ]
 
 
 def tiny_cfg(demo_root: Path, tmp_path: Path, *extra: str) -> Config:
@@ -39,8 +44,15 @@ def tiny_cfg(demo_root: Path, tmp_path: Path, *extra: str) -> Config:
 
 def train_argv(demo_root: Path, tmp_path: Path, *extra: str, fold: int = 0, resume: bool = False) -> list[str]:
     """``kseg`` argv training ``fold`` with the tiny config."""
-    return ["train", "-c", str(DEMO_YAML), "--fold", str(fold), *(["--resume"] if resume else []),
-            *overrides(demo_root, tmp_path, *extra)]  # fmt: skip
+    return [
+        "train",
+        "-c",
+        str(DEMO_YAML),
+        "--fold",
+        str(fold),
+        *(["--resume"] if resume else []),
+        *overrides(demo_root, tmp_path, *extra),
+    ]
 
 
 def load(path: Path) -> dict:

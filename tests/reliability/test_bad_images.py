@@ -81,7 +81,9 @@ def test_missing_training_file_error_or_skip(copy_root, tmp_path, caplog, masked
     image = labels.image_id[has_mask == masked].loc[lambda s: s.isin(val_ids)].iloc[0]
     (copy_root / "train_images" / image).unlink()
     with caplog.at_level(logging.ERROR):
-        assert main(["train", "-c", str(DEMO_YAML), "--fold", "0", *overrides(copy_root, tmp_path, "train.epochs=1")]) == 1
+        assert (
+            main(["train", "-c", str(DEMO_YAML), "--fold", "0", *overrides(copy_root, tmp_path, "train.epochs=1")]) == 1
+        )
     assert repr(image) in caplog.text  # named before any training work
     assert ("has a mask but no file" if masked else "rerun `kseg folds") in caplog.text
     assert not cfg.fold_dir(0).exists()
@@ -98,8 +100,15 @@ def _predict(cfg, root: Path, tmp_path: Path, caplog, *extra: str) -> int:
     best = cfg.fold_dir(0) / "best.pt"
     best.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(best, build_model(cfg), cfg)
-    argv = ["predict", "-c", str(DEMO_YAML), "--out", str(tmp_path / "sub.csv"), "--no-progress",
-            *overrides(root, tmp_path, *extra)]  # fmt: skip
+    argv = [
+        "predict",
+        "-c",
+        str(DEMO_YAML),
+        "--out",
+        str(tmp_path / "sub.csv"),
+        "--no-progress",
+        *overrides(root, tmp_path, *extra),
+    ]
     with caplog.at_level(logging.WARNING):
         return main(argv)
 

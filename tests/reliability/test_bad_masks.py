@@ -47,8 +47,11 @@ def test_rle_past_the_image_names_id_and_both_sizes(copy_root, tmp_path):
 def test_malformed_rle_names_the_image(copy_root, tmp_path):
     cfg = tiny_cfg(copy_root, tmp_path)  # folds.csv first: kseg folds itself refuses the bad RLE (below)
     image = _set_rle(copy_root, "5 3 9")
-    with pytest.raises(ValueError, match=rf"train.csv: row 2: image '{image}' class \w+: malformed RLE in the "
-                       "training labels: .*odd number.*RLE dialect column-major"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=rf"train.csv: row 2: image '{image}' class \w+: malformed RLE in the "
+        "training labels: .*odd number.*RLE dialect column-major",
+    ):
         SegDataset(cfg, [image], read_labels(cfg))[0]
 
 
@@ -59,8 +62,9 @@ def test_image_not_at_the_mask_size_names_id_and_both_sizes(copy_root, tmp_path)
     cv2.imwrite(str(path), np.zeros((100, 256, 3), np.uint8))  # masks are encoded at 128x256
     with pytest.raises(ValueError) as e:
         SegDataset(cfg, [image], read_labels(cfg))[0]
-    assert str(e.value) == (f"image '{image}': {path} is 100x256, but its masks are encoded at "
-                            "competition.image_size 128x256")  # fmt: skip
+    assert str(e.value) == (
+        f"image '{image}': {path} is 100x256, but its masks are encoded at competition.image_size 128x256"
+    )
     with pytest.raises(ValueError, match=f"image '{image}': .* is 100x256"):  # and training stops on it
         train_fold(cfg, 0)
 

@@ -65,7 +65,9 @@ def test_crash_before_rename_keeps_previous_oof_and_metrics(tmp_path, monkeypatc
     oof = tmp_path / "oof.npy"
     np.save(oof, np.full((2, 1, 2, 2), 7, np.uint8))
     metrics = tmp_path / "metrics.csv"
-    write_metrics_csv(metrics, [{"epoch": 1, "lr": 0.1, "train_loss": 1, "val_loss": 1, "val_metric": 0.5, "seconds": 1}])
+    write_metrics_csv(
+        metrics, [{"epoch": 1, "lr": 0.1, "train_loss": 1, "val_loss": 1, "val_metric": 0.5, "seconds": 1}]
+    )
     text = metrics.read_text()
     w = OofWriter(oof, (2, 1, 2, 2))
     w.write(0, np.zeros((2, 1, 2, 2), np.uint8))

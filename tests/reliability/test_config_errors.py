@@ -30,15 +30,25 @@ CASES = [
     ("model.arch=Unet3", ["model.arch: 'Unet3' is not one of Unet, UnetPlusPlus"]),
     ("model.encoder=resnet19", ["model.encoder: 'resnet19' is not one of the", "did you mean resnet18"]),
     ("model.encoder=tu-resnet19", ["model.encoder: 'tu-resnet19': timm has no model 'resnet19'", "tu-resnet18"]),
-    ("data.augment=[{name: HorizontalFlp}]",
-     ["data.augment[0].name: 'HorizontalFlp' is not an albumentations transform; did you mean HorizontalFlip"]),
-    ("data.augment=[{name: HorizontalFlip, params: {px: 1}}]",
-     ["data.augment[0].params.px: HorizontalFlip has no parameter 'px'; valid: p"]),
-    ("data.augment=[{name: HorizontalFlip, params: {p: 5}}]", ["data.augment[0] HorizontalFlip{'p': 5}", "less than or equal to 1"]),
+    (
+        "data.augment=[{name: HorizontalFlp}]",
+        ["data.augment[0].name: 'HorizontalFlp' is not an albumentations transform; did you mean HorizontalFlip"],
+    ),
+    (
+        "data.augment=[{name: HorizontalFlip, params: {px: 1}}]",
+        ["data.augment[0].params.px: HorizontalFlip has no parameter 'px'; valid: p"],
+    ),
+    (
+        "data.augment=[{name: HorizontalFlip, params: {p: 5}}]",
+        ["data.augment[0] HorizontalFlip{'p': 5}", "less than or equal to 1"],
+    ),
     ("loss=[{name: focal, params: {gama: 2}}]", ["loss[0].params: focal does not accept {'gama': 2}"]),
     ("optim.params={momentum: 0.9}", ["optim.params: adamw does not accept {'momentum': 0.9}"]),
     ("sched.params={min_lrr: 0.1}", ["sched.params.min_lrr: not a cosine option; valid: min_lr"]),
-    ("model.arch=FPN", ["data.image_size: [36, 64] is not divisible by 8, the output stride of FPN/resnet18", "use e.g. [40, 64]"]),
+    (
+        "model.arch=FPN",
+        ["data.image_size: [36, 64] is not divisible by 8, the output stride of FPN/resnet18", "use e.g. [40, 64]"],
+    ),
     # values out of range
     ("data.batch_size=0", ["data.batch_size: 0 is out of range; valid: >= 1"]),
     ("train.epochs=-1", ["train.epochs: -1 is out of range; valid: >= 1"]),
@@ -51,7 +61,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("override, messages", CASES, ids=[c[0].split("=")[0] + "=" + c[0].split("=", 1)[1][:14] for c in CASES])
+@pytest.mark.parametrize(
+    "override, messages", CASES, ids=[c[0].split("=")[0] + "=" + c[0].split("=", 1)[1][:14] for c in CASES]
+)
 def test_kseg_train_fails_before_any_work(demo_root, tmp_path, monkeypatch, caplog, override, messages):
     tiny_cfg(demo_root, tmp_path)  # folds.csv
     extra = [override] + (["data.image_size=[36, 64]"] if override == "model.arch=FPN" else [])

@@ -105,7 +105,7 @@ def test_every_item_is_listed_with_tests():
     items = ITEM.findall(__doc__)
     assert items == [str(i) for i in range(1, 16)] + ["Also"]
     blocks = ITEM.split(__doc__)[1:]
-    for number, body in zip(blocks[::2], blocks[1::2]):
+    for number, body in zip(blocks[::2], blocks[1::2], strict=True):
         assert ENTRY.search(body), f"item {number} lists no test"
 
 

@@ -32,8 +32,10 @@ def test_same_seed_same_weights_and_oof_whatever_the_workers(demo_root, tmp_path
     assert np.array_equal(a[1], b[1]) and a[1].any()
     pd.testing.assert_frame_equal(a[2], b[2])
     c = _run(demo_root, tmp_path, "c", "train.seed=43")
-    assert not torch.equal(a[0]["state_dict"]["net.decoder.blocks.0.conv1.0.weight"],
-                           c[0]["state_dict"]["net.decoder.blocks.0.conv1.0.weight"])  # fmt: skip
+    assert not torch.equal(
+        a[0]["state_dict"]["net.decoder.blocks.0.conv1.0.weight"],
+        c[0]["state_dict"]["net.decoder.blocks.0.conv1.0.weight"],
+    )
     assert not np.array_equal(a[1], c[1])
 
 

@@ -29,9 +29,14 @@ def _rewrite(cfg, edit) -> None:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda df: df.drop(index=5), "has no fold (1 images missing); folds.csv was made for other data: rerun `kseg folds"),
-        (lambda df: pd.concat([df, pd.DataFrame({"ImageId": ["ghost.jpg"], "fold": ["1"]})]),
-         "row 26: image 'ghost.jpg' is not a training image of"),
+        (
+            lambda df: df.drop(index=5),
+            "has no fold (1 images missing); folds.csv was made for other data: rerun `kseg folds",
+        ),
+        (
+            lambda df: pd.concat([df, pd.DataFrame({"ImageId": ["ghost.jpg"], "fold": ["1"]})]),
+            "row 26: image 'ghost.jpg' is not a training image of",
+        ),
     ],
     ids=["id-missing", "id-extra"],
 )
@@ -67,7 +72,9 @@ def test_image_in_two_folds_names_both_rows(demo_root, tmp_path):
     image, fold = df.ImageId[0], int(df.fold[0])
     other = str((fold + 1) % 3)
     _rewrite(cfg, lambda d: pd.concat([d, pd.DataFrame({"ImageId": [image], "fold": [other]})]))
-    with pytest.raises(ValueError, match=rf"image '{image}' is listed more than once \(rows 2, 26, folds {fold}, {other}\)"):
+    with pytest.raises(
+        ValueError, match=rf"image '{image}' is listed more than once \(rows 2, 26, folds {fold}, {other}\)"
+    ):
         read_folds(cfg)
 
 
@@ -103,7 +110,9 @@ def test_tune_refuses_oof_from_other_folds(demo_root, tmp_path):
     assert tune(cfg, progress=False).n_images == 24  # consistent: tunes
     cfg.folds_path.unlink()  # new folds (another seed) after training: the OOF no longer matches
     cfg2 = tiny_cfg(demo_root, tmp_path, *TUNE, "data.fold_seed=7")
-    with pytest.raises(ValueError, match=r"fold0/oof_ids.csv: row \d+: OOF image '.+' of fold 0 is in fold [12] of") as e:
+    with pytest.raises(
+        ValueError, match=r"fold0/oof_ids.csv: row \d+: OOF image '.+' of fold 0 is in fold [12] of"
+    ) as e:
         tune(cfg2, progress=False)
     assert "retrain" in str(e.value)
 
@@ -115,7 +124,9 @@ def test_tune_refuses_oof_missing_images_unless_they_were_skipped(demo_root, tmp
     ids = pd.read_csv(d / "oof_ids.csv", dtype=str)
     ids.iloc[1:].to_csv(d / "oof_ids.csv", index=False)
     np.save(d / "oof.npy", np.load(d / "oof.npy")[1:])
-    with pytest.raises(ValueError, match=rf"fold 1 of .*folds.csv has 1 image\(s\) without an OOF prediction, e.g. '{ids.image_id[0]}'"):
+    with pytest.raises(
+        ValueError, match=rf"fold 1 of .*folds.csv has 1 image\(s\) without an OOF prediction, e.g. '{ids.image_id[0]}'"
+    ):
         tune(cfg, progress=False)
     skip = tiny_cfg(demo_root, tmp_path, *TUNE, "data.on_bad_image=skip")
     with caplog.at_level(logging.WARNING):

@@ -85,10 +85,12 @@ WRITERS = {
     "rgb16.png": lambda p, rgb: cv2.imwrite(str(p), rgb[..., ::-1].astype(np.uint16) * 257),
     "rgba8.png": lambda p, rgb: cv2.imwrite(str(p), np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 77, np.uint8)])),
     "rgba16.png": lambda p, rgb: cv2.imwrite(
-        str(p), np.dstack([rgb[..., ::-1].astype(np.uint16) * 257, np.full(rgb.shape[:2], 5, np.uint16)])),
-    "palette.png": lambda p, rgb: Image.fromarray(rgb).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                                 dither=Image.Dither.NONE).save(p),
-}  # fmt: skip
+        str(p), np.dstack([rgb[..., ::-1].astype(np.uint16) * 257, np.full(rgb.shape[:2], 5, np.uint16)])
+    ),
+    "palette.png": lambda p, rgb: (
+        Image.fromarray(rgb).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(p)
+    ),
+}
 
 
 @pytest.mark.parametrize("name", list(WRITERS))
@@ -100,8 +102,10 @@ def test_every_format_gives_the_same_model_input(tmp_path, name):
     assert WRITERS[name](folder / "x.png", rgb) is not False
     ref = folder / "ref.png"
     cv2.imwrite(str(ref), rgb[..., ::-1])
-    cfg = load_config(DEMO_YAML, ["data.image_size=[32, 64]", "competition.image_ext=.png", "data.augment=[]",
-                                  "competition.ids_have_ext=true"])  # fmt: skip
+    cfg = load_config(
+        DEMO_YAML,
+        ["data.image_size=[32, 64]", "competition.image_ext=.png", "data.augment=[]", "competition.ids_have_ext=true"],
+    )
     ds = SegDataset(cfg, ["x.png", "ref.png"], image_dir=folder)
     got, want = ds[0]["image"], ds[1]["image"]
     assert got.shape == (3, 32, 64) and got.dtype == torch.float32

@@ -21,8 +21,8 @@ from kseg.config import load_config
 from kseg.losses import build_loss
 from kseg.models import load_checkpoint
 from kseg.optim import LrSchedule
-from kseg.train.fit import train_fold
 from kseg.train.dist import DistInfo
+from kseg.train.fit import train_fold
 from kseg.train.loop import Runtime, amp_step, train_one_epoch
 from kseg.train.state import load_last
 
@@ -130,14 +130,28 @@ def test_train_loop_logs_gradscaler_skips(caplog):
     cfg = load_config(DEMO_YAML, ["loss=[{name: bce}]", "train.clip_grad=0"])
     model = Tiny()
     model.poison = {1}
-    batches = [{"image": torch.randn(2, 3, 4, 4), "mask": (torch.rand(2, 4, 4, 4) > 0.5).float(), "id": ["a", "b"]}
-               for _ in range(3)]  # fmt: skip
+    batches = [
+        {"image": torch.randn(2, 3, 4, 4), "mask": (torch.rand(2, 4, 4, 4) > 0.5).float(), "id": ["a", "b"]}
+        for _ in range(3)
+    ]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     rt = Runtime(torch.device("cpu"), progress=False)
     with caplog.at_level(logging.WARNING):
-        total, count = train_one_epoch(model, model, batches, build_loss(cfg), opt, LrSchedule(None, "none"), scaler,
-                                       None, cfg, rt, DistInfo(), desc="fold0 ep3 train")  # fmt: skip
+        total, count = train_one_epoch(
+            model,
+            model,
+            batches,
+            build_loss(cfg),
+            opt,
+            LrSchedule(None, "none"),
+            scaler,
+            None,
+            cfg,
+            rt,
+            DistInfo(),
+            desc="fold0 ep3 train",
+        )
     assert count == 6 and math.isfinite(total)
     assert "fold0 ep3 train batch 1: AMP found inf/NaN gradients; GradScaler skipped the optimizer step" in caplog.text
     assert "fold0 ep3 train: GradScaler skipped 1 of 3 optimizer steps" in caplog.text

@@ -29,8 +29,12 @@ def _random_mask(rng: np.random.Generator) -> np.ndarray:
         return m
     if kind == 2:  # one border line (top, bottom, left or right)
         m = np.zeros((h, w), np.uint8)
-        [lambda: m.__setitem__((0, slice(None)), 1), lambda: m.__setitem__((-1, slice(None)), 1),
-         lambda: m.__setitem__((slice(None), 0), 1), lambda: m.__setitem__((slice(None), -1), 1)][rng.integers(0, 4)]()  # fmt: skip
+        [
+            lambda: m.__setitem__((0, slice(None)), 1),
+            lambda: m.__setitem__((-1, slice(None)), 1),
+            lambda: m.__setitem__((slice(None), 0), 1),
+            lambda: m.__setitem__((slice(None), -1), 1),
+        ][rng.integers(0, 4)]()
         return m
     if kind == 3:  # corners only
         m = np.zeros((h, w), np.uint8)
@@ -66,7 +70,7 @@ def test_canonical_form_and_round_trips():
         # column-major: the transposed mask's runs are the row-major runs of the original
         flat = np.concatenate([[0], mask.ravel(order="C"), [0]])
         edges = np.flatnonzero(np.diff(flat)) + 1
-        assert encode(mask.T) == " ".join(f"{a} {b - a}" for a, b in zip(edges[::2], edges[1::2])), where
+        assert encode(mask.T) == " ".join(f"{a} {b - a}" for a, b in zip(edges[::2], edges[1::2], strict=True)), where
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (1, 7), (7, 1), (5, 4)])
@@ -91,28 +95,35 @@ def test_full_empty_and_borders_by_hand(h, w):
 
 def _mutations(runs: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[str, str, str]]:
     """(name, mutated string, words the problem must contain) for a valid run table [K, 2] of an n-pixel image."""
+
     def s(table) -> str:
         return " ".join(str(int(v)) for v in np.asarray(table).ravel())
 
     k = int(rng.integers(0, len(runs)))
     out = [("odd", s(runs)[: s(runs).rfind(" ")], "odd number")]
-    r = runs.copy(); r[k, 0] = 0  # noqa: E702
+    r = runs.copy()
+    r[k, 0] = 0  # noqa: E702
     out.append(("start0", s(r), "start < 1"))
-    r = runs.copy(); r[k, 1] = 0  # noqa: E702
+    r = runs.copy()
+    r[k, 1] = 0  # noqa: E702
     out.append(("len0", s(r), "length < 1"))
-    r = runs.copy(); r[-1, 1] = n - r[-1, 0] + 2  # noqa: E702 - ends one pixel past the image
+    r = runs.copy()
+    r[-1, 1] = n - r[-1, 0] + 2  # noqa: E702 - ends one pixel past the image
     out.append(("past", s(r), "past the image end"))
     bad = str(rng.choice(["1.5", "x", "1e3", "+3", "0x10", "½", "nan"]))
     tokens = s(runs).split()
     tokens[2 * k + int(rng.integers(0, 2))] = bad
     out.append(("token", " ".join(tokens), "non-integer"))
-    r = runs.copy(); r[k, 1] = -r[k, 1]  # noqa: E702
+    r = runs.copy()
+    r[k, 1] = -r[k, 1]  # noqa: E702
     out.append(("negative", s(r), "length < 1"))
     out.append(("comma", s(runs).replace(" ", ",", 1), "non-integer"))
     if len(runs) >= 2:
-        r = runs.copy(); r[[0, 1]] = r[[1, 0]]  # noqa: E702
+        r = runs.copy()
+        r[[0, 1]] = r[[1, 0]]  # noqa: E702
         out.append(("unsorted", s(r), "sorted"))
-        r = runs.copy(); r[0, 1] = r[1, 0] - r[0, 0] + 1  # noqa: E702 - run 0 now covers run 1's first pixel
+        r = runs.copy()
+        r[0, 1] = r[1, 0] - r[0, 0] + 1  # noqa: E702 - run 0 now covers run 1's first pixel
         out.append(("overlap", s(r), "overlaps"))
     return out
 

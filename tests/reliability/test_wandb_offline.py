@@ -39,7 +39,11 @@ def _is_local(address) -> bool:
 def socket_guard(monkeypatch):
     """Record and refuse every non-loopback connect / DNS lookup made from this process."""
     attempts: list[str] = []
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def connect(self, address):
         if not _is_local(address):
@@ -99,8 +103,14 @@ def test_tracker_works_with_no_network_at_all(tmp_path):
     """In a fresh network namespace nothing is reachable, wandb-core's native code included."""
     script = textwrap.dedent(TRACKER_SCRIPT.format(demo=str(REPO / "configs" / "demo.yaml"), runs=str(tmp_path)))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_SILENT": "true"}
-    proc = subprocess.run([*probe_unshare(), "--", sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.run(
+        [*probe_unshare(), "--", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and "TRACKED" in proc.stdout, proc.stderr[-3000:]
     assert list((tmp_path / "demo" / "wandb").glob("offline-run-*/run-*.wandb"))
 
@@ -137,8 +147,11 @@ def test_wandb_failure_never_stops_training(demo_root, tmp_path, monkeypatch, ca
     with caplog.at_level(logging.WARNING):
         res = train_fold(cfg, 0)
     assert res.epochs == 1 and (cfg.fold_dir(0) / "best.pt").is_file() and (cfg.fold_dir(0) / "oof.npy").is_file()
-    expected = {"init": "wandb.init failed (CommError", "log": "wandb log failed (ConnectionError",
-                "finish": "wandb finish failed (OSError"}[fail]  # fmt: skip
+    expected = {
+        "init": "wandb.init failed (CommError",
+        "log": "wandb log failed (ConnectionError",
+        "finish": "wandb finish failed (OSError",
+    }[fail]
     assert expected in caplog.text
     if fail == "init":
         assert "training continues without tracking" in caplog.text

@@ -25,23 +25,42 @@ COMPETITIONS = ("demo", "severstal", "carvana", "clouds", "tgs-salt", "isbi2012"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--competition", default="demo", metavar="NAME",
-                   help=f"competition to write and run: {', '.join(COMPETITIONS)} (default demo)")
-    p.add_argument("-c", "--config", default=None,
-                   help=f"experiment (default: the competition's shipped config; {DEMO_CONFIG} for demo)")
-    p.add_argument("--out", default="",
-                   help="where to write the competition (default: input/<name>-mini; data.root for demo)")
+    p.add_argument(
+        "--competition",
+        default="demo",
+        metavar="NAME",
+        help=f"competition to write and run: {', '.join(COMPETITIONS)} (default demo)",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help=f"experiment (default: the competition's shipped config; {DEMO_CONFIG} for demo)",
+    )
+    p.add_argument(
+        "--out", default="", help="where to write the competition (default: input/<name>-mini; data.root for demo)"
+    )
     p.add_argument("--seed", type=int, default=0, help="generator seed")
     p.add_argument("--n-train", type=int, default=None, help="training images (carvana: cars of 16 angles)")
     p.add_argument("--n-test", type=int, default=None, help="test images (carvana: cars)")
     p.add_argument("--small", action="store_true", help="the few-image version the end-to-end test runs")
-    p.add_argument("--fast", action="store_true",
-                   help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input")
-    p.add_argument("--tta", choices=tta_names(), default="hflip",
-                   help="TTA of the predict stage; the OOF is re-predicted with it and tuned on (none: training's OOF)")
-    p.add_argument("--no-kernel", action="store_true",
-                   help="stop after validate (by default the demo competition also builds and rehearses its kernel)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")  # fmt: skip
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="1-epoch CPU smoke run: tiny encoder, no pretrained weights, 2 folds, small input",
+    )
+    p.add_argument(
+        "--tta",
+        choices=tta_names(),
+        default="hflip",
+        help="TTA of the predict stage; the OOF is re-predicted with it and tuned on (none: training's OOF)",
+    )
+    p.add_argument(
+        "--no-kernel",
+        action="store_true",
+        help="stop after validate (by default the demo competition also builds and rehearses its kernel)",
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")
 
 
 def config_path(args: argparse.Namespace, shipped: str) -> Path:
@@ -105,10 +124,19 @@ def fit_folds(config: Path, root: Path, overrides: list[str], user: list[str], n
         return overrides
     if have < 2 or any(o.split("=", 1)[0].strip() == "data.n_folds" for o in user):
         fewer = f" or set data.n_folds to at most {have}" if have >= 2 else ""
-        raise ValueError(f"data.n_folds={want}: the {name} miniature in {root} has only {have} {what} to split into "
-                         f"folds; write a bigger one with --n-train{fewer}")
-    log.info("demo: the %s miniature has %d %s, fewer than data.n_folds=%d of %s: every stage runs with "
-             "data.n_folds=%d", name, have, what, want, config, have)  # fmt: skip
+        raise ValueError(
+            f"data.n_folds={want}: the {name} miniature in {root} has only {have} {what} to split into "
+            f"folds; write a bigger one with --n-train{fewer}"
+        )
+    log.info(
+        "demo: the %s miniature has %d %s, fewer than data.n_folds=%d of %s: every stage runs with data.n_folds=%d",
+        name,
+        have,
+        what,
+        want,
+        config,
+        have,
+    )
     return [*overrides, f"data.n_folds={have}"]
 
 
@@ -134,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
     pipeline = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
     if name == "demo" and not args.no_kernel:
         ov = [f"data.root={root}", *overrides]
-        pipeline += [["kernel", "build", "-c", str(config), "--tta", args.tta, *ov], ["kernel", "rehearse", "-c", str(config), *ov]]
+        pipeline += [
+            ["kernel", "build", "-c", str(config), "--tta", args.tta, *ov],
+            ["kernel", "rehearse", "-c", str(config), *ov],
+        ]
     for argv in pipeline:
         log.info("demo: %s", shlex.join(["kseg", *argv]))  # pastes into a shell as is
         rc = stages.run_stage(argv)

@@ -1,11 +1,11 @@
 """``kseg kernel build|rehearse|push|status|submit``: offline Kaggle inference kernels.
 
-    kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels]
-                         [--allow-postprocess-mismatch] [key=value ...]
-    kseg kernel rehearse -c CONFIG [--isolation auto|unshare|guard] [--timeout S] [--keep] [key=value ...]
-    kseg kernel push     -c CONFIG [-m MSG] [--no-wait] [--no-output] [--poll S] [--timeout S] [key=value ...]
-    kseg kernel status   -c CONFIG [--wait] [--poll S] [--timeout S] [key=value ...]
-    kseg kernel submit   -c CONFIG -m MSG [--file CSV] [key=value ...]
+kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels]
+                     [--allow-postprocess-mismatch] [key=value ...]
+kseg kernel rehearse -c CONFIG [--isolation auto|unshare|guard] [--timeout S] [--keep] [key=value ...]
+kseg kernel push     -c CONFIG [-m MSG] [--no-wait] [--no-output] [--poll S] [--timeout S] [key=value ...]
+kseg kernel status   -c CONFIG [--wait] [--poll S] [--timeout S] [key=value ...]
+kseg kernel submit   -c CONFIG -m MSG [--file CSV] [key=value ...]
 """
 
 from __future__ import annotations
@@ -24,20 +24,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     b = sub.add_parser("build", help="write kernels/<exp>/{dataset,kernel}/ (checkpoints, configs, wheels, script)")
     add_config_arguments(b)
-    b.add_argument("--runs", nargs="+", metavar="EXP", default=None,
-                   help="experiments the kernel ensembles (default: the config's own)")
+    b.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="EXP",
+        default=None,
+        help="experiments the kernel ensembles (default: the config's own)",
+    )
     b.add_argument("--folds", default=None, help="comma-separated folds to ship (default: predict.folds, else all)")
     b.add_argument("--tta", default=None, help="TTA the kernel predicts with (default: predict.tta)")
-    b.add_argument("--no-wheels", action="store_true",
-                   help="ship only the kseg wheel (same as kernel.wheels=[]): the image must hold the rest")
+    b.add_argument(
+        "--no-wheels",
+        action="store_true",
+        help="ship only the kseg wheel (same as kernel.wheels=[]): the image must hold the rest",
+    )
     b.add_argument("--user", default=None, help="Kaggle username (default: KAGGLE_USERNAME or kaggle.json)")
-    b.add_argument("--allow-postprocess-mismatch", action="store_true",
-                   help="ship postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)")
+    b.add_argument(
+        "--allow-postprocess-mismatch",
+        action="store_true",
+        help="ship postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)",
+    )
 
     r = sub.add_parser("rehearse", help="run the built kernel locally, offline, as Kaggle would")
     add_config_arguments(r)
-    r.add_argument("--isolation", choices=("auto", "unshare", "guard"), default="auto",
-                   help="how the network is cut: unshare -n (auto when permitted) or a Python socket guard")
+    r.add_argument(
+        "--isolation",
+        choices=("auto", "unshare", "guard"),
+        default="auto",
+        help="how the network is cut: unshare -n (auto when permitted) or a Python socket guard",
+    )
     r.add_argument("--timeout", type=float, default=7200.0, help="seconds before the run is killed")
     r.add_argument("--keep", action="store_true", help="keep the temporary /kaggle-like folder")
     r.add_argument("--quiet", action="store_true", help="do not echo the kernel's output (it is in the log)")
@@ -73,9 +88,15 @@ def _build(args: argparse.Namespace, overrides: list[str], runs: list[str] | Non
     if args.tta is not None and args.tta not in TTA_MODES.names():
         raise ValueError(TTA_MODES.unknown(args.tta, "--tta"))
     cfg = load_config(args.config, overrides)
-    result = build_kernel(cfg, runs=runs, folds=parse_folds(args.folds), tta=args.tta,
-                          wheels=() if args.no_wheels else None, user=args.user,
-                          allow_postprocess_mismatch=args.allow_postprocess_mismatch)  # fmt: skip
+    result = build_kernel(
+        cfg,
+        runs=runs,
+        folds=parse_folds(args.folds),
+        tta=args.tta,
+        wheels=() if args.no_wheels else None,
+        user=args.user,
+        allow_postprocess_mismatch=args.allow_postprocess_mismatch,
+    )
     print(size_table(result.files))
     print(f"dataset {result.names.dataset_id}: {result.dataset_dir}")
     print(f"kernel  {result.names.kernel_id}: {result.script}")
@@ -89,8 +110,10 @@ def _rehearse(args: argparse.Namespace, overrides: list[str]) -> int:
     cfg = load_config(args.config, overrides)
     result = rehearse(cfg, isolation=args.isolation, timeout=args.timeout, keep=args.keep, echo=not args.quiet)
     if result.passed:
-        print(f"rehearsal PASSED in {result.seconds:.1f}s (network cut: {result.isolation}); "
-              f"submission {result.submission}")  # fmt: skip
+        print(
+            f"rehearsal PASSED in {result.seconds:.1f}s (network cut: {result.isolation}); "
+            f"submission {result.submission}"
+        )
         return 0
     for problem in result.problems[:20]:
         print(f"problem: {problem}")

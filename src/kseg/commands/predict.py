@@ -26,22 +26,43 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
-    p.add_argument("--runs", nargs="+", metavar="EXP", default=None,
-                   help="experiments to ensemble (runs/<EXP>/fold*/); default: the config's own")
-    p.add_argument("--folds", default=None, help="comma-separated folds, e.g. 0,1,2 (default: predict.folds, else all found)")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="EXP",
+        default=None,
+        help="experiments to ensemble (runs/<EXP>/fold*/); default: the config's own",
+    )
+    p.add_argument(
+        "--folds", default=None, help="comma-separated folds, e.g. 0,1,2 (default: predict.folds, else all found)"
+    )
     p.add_argument("--tta", choices=tta_names(), default=None, help="test-time augmentation (default: predict.tta)")
     p.add_argument("--weights", default=BEST, help=f"checkpoint file inside each fold folder ({BEST} | {LAST})")
     p.add_argument("--out", default=None, help="submission path (default: submissions/<exp>-<YYYYmmdd-HHMMSS>.csv)")
     p.add_argument("--save-probs", default=None, metavar="DIR", help="also keep uint8 probabilities per image in DIR")
-    p.add_argument("--pseudo-labels", default=None, metavar="OUT.csv",
-                   help="also write confident test images as train-format labels")
-    p.add_argument("--confidence", type=float, default=None,
-                   help="pixel confidence for pseudo-labels (default: predict.pseudo_confidence)")
-    p.add_argument("--oof", action="store_true",
-                   help="re-predict each fold's validation images (OOF with TTA, for kseg tune tune.oof_tta=TTA)")
-    p.add_argument("--allow-postprocess-mismatch", action="store_true",
-                   help="apply postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+    p.add_argument(
+        "--pseudo-labels",
+        default=None,
+        metavar="OUT.csv",
+        help="also write confident test images as train-format labels",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=None,
+        help="pixel confidence for pseudo-labels (default: predict.pseudo_confidence)",
+    )
+    p.add_argument(
+        "--oof",
+        action="store_true",
+        help="re-predict each fold's validation images (OOF with TTA, for kseg tune tune.oof_tta=TTA)",
+    )
+    p.add_argument(
+        "--allow-postprocess-mismatch",
+        action="store_true",
+        help="apply postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
     )
     report = validate_submission(result.path, cfg)
     log.info("validation:\n%s", report.summary())
-    shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(cfg.competition.classes, result.empty_share))
-    print(f"predicted {result.images} images with {result.members} checkpoint(s) x {result.views} TTA view(s) "
-          f"in {result.seconds:.1f}s; empty masks: {shares}")  # fmt: skip
+    shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(cfg.competition.classes, result.empty_share, strict=True))
+    print(
+        f"predicted {result.images} images with {result.members} checkpoint(s) x {result.views} TTA view(s) "
+        f"in {result.seconds:.1f}s; empty masks: {shares}"
+    )
     if result.pseudo_path is not None:
         print(f"pseudo-labels: {result.pseudo_kept} of {result.images} images -> {result.pseudo_path}")
     if result.probs_dir is not None:
@@ -90,9 +113,17 @@ def _run_oof(args: argparse.Namespace, cfg, runs: list[str]) -> int:
     from kseg.infer.checkpoints import parse_folds
     from kseg.infer.repredict_oof import predict_oof
 
-    unused = [flag for flag, v in (("--runs", runs), ("--out", args.out), ("--save-probs", args.save_probs),
-                                   ("--pseudo-labels", args.pseudo_labels),
-                                   ("--allow-postprocess-mismatch", args.allow_postprocess_mismatch)) if v]  # fmt: skip
+    unused = [
+        flag
+        for flag, v in (
+            ("--runs", runs),
+            ("--out", args.out),
+            ("--save-probs", args.save_probs),
+            ("--pseudo-labels", args.pseudo_labels),
+            ("--allow-postprocess-mismatch", args.allow_postprocess_mismatch),
+        )
+        if v
+    ]
     if unused:
         raise ValueError(f"--oof predicts the config's own experiment only; drop {', '.join(unused)}")
     tta = args.tta or cfg.predict.tta

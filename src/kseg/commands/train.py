@@ -34,7 +34,9 @@ def parse_folds(text: str, cfg: Config) -> list[int]:
         raise ValueError(f"--fold: expected K, K1,K2 or all, got {text!r}") from None
     bad = [k for k in folds if k not in available]
     if bad or not folds:
-        raise ValueError(f"--fold {text}: fold {bad[0] if bad else text} is not in {cfg.folds_path} (folds: {available})")
+        raise ValueError(
+            f"--fold {text}: fold {bad[0] if bad else text} is not in {cfg.folds_path} (folds: {available})"
+        )
     return folds
 
 
@@ -50,8 +52,16 @@ def run(args: argparse.Namespace) -> int:
     results = train_folds(cfg, folds, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         for r in results:
-            kept = "" if r.select == "best" else (f"; best.pt + oof.npy: last epoch, {cfg.competition.metric} "
-                                                  f"{r.selected_score:.4f} (train.select=last)")  # fmt: skip
-            print(f"fold {r.fold}: best {cfg.competition.metric} {r.best_score:.4f} at epoch {r.best_epoch}/{r.epochs}"
-                  f"{kept} ({r.seconds:.0f}s) -> {r.fold_dir}")  # fmt: skip
+            kept = (
+                ""
+                if r.select == "best"
+                else (
+                    f"; best.pt + oof.npy: last epoch, {cfg.competition.metric} "
+                    f"{r.selected_score:.4f} (train.select=last)"
+                )
+            )
+            print(
+                f"fold {r.fold}: best {cfg.competition.metric} {r.best_score:.4f} at epoch {r.best_epoch}/{r.epochs}"
+                f"{kept} ({r.seconds:.0f}s) -> {r.fold_dir}"
+            )
     return 0

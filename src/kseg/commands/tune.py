@@ -16,9 +16,12 @@ from kseg.config import load_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument(
-        "--runs", nargs="+", default=None, metavar="EXP",
+        "--runs",
+        nargs="+",
+        default=None,
+        metavar="EXP",
         help="experiments whose OOF predictions are averaged (default: the config's own)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the tune_<class>.png plots")
 
 
@@ -34,19 +37,25 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     result = tune(cfg, runs or None)
     paths = write_outputs(cfg, result, plots=not args.no_plots)
-    print(f"tuned {', '.join(result.runs)} on {result.n_images} OOF images ({len(result.folds)} folds), metric {result.metric}")
-    print(f"{'class':<14}{'thr':>6}{'min_size':>9}{'min_area':>9}{'gate':>6}{'aux':>6}{'top':>6}"
-          f"{'default':>9}{'tuned':>8}{'cv':>8}")  # fmt: skip
-    for name, p, ch in zip(result.classes, result.params, result.choices):
+    print(
+        f"tuned {', '.join(result.runs)} on {result.n_images} OOF images ({len(result.folds)} folds), "
+        f"metric {result.metric}"
+    )
+    print(
+        f"{'class':<14}{'thr':>6}{'min_size':>9}{'min_area':>9}{'gate':>6}{'aux':>6}{'top':>6}"
+        f"{'default':>9}{'tuned':>8}{'cv':>8}"
+    )
+    for name, p, ch in zip(result.classes, result.params, result.choices, strict=True):
         top = "-" if p.top_threshold is None else f"{p.top_threshold:g}"
         print(
             f"{name[:13]:<14}{p.threshold:>6g}{p.min_size:>9d}{p.min_area:>9d}{p.max_prob_gate:>6g}"
             f"{p.aux_gate:>6g}{top:>6}{_fmt(ch.score_default):>9}{_fmt(ch.score_tuned):>8}{_fmt(ch.score_cv):>8}"
         )
+    print(f"{'mean':<60}{_fmt(result.score_default):>9}{_fmt(result.score_tuned):>8}{_fmt(result.score_cv):>8}")
     print(
-        f"{'mean':<60}{_fmt(result.score_default):>9}{_fmt(result.score_tuned):>8}{_fmt(result.score_cv):>8}"
+        f"CV score {_fmt(result.score_cv)} (default {_fmt(result.score_default)}, "
+        f"optimistic {_fmt(result.score_tuned)})"
     )
-    print(f"CV score {_fmt(result.score_cv)} (default {_fmt(result.score_default)}, optimistic {_fmt(result.score_tuned)})")
     print(f"note: {selection_note(result.selection)}")
     print(f"wrote {paths['postprocess']}")
     return 0

@@ -77,18 +77,24 @@ def build_augment(cfg: Config) -> A.Compose:
     for i, step in enumerate(cfg.data.augment):
         cls = getattr(A, step.name, None)
         if cls is None or not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
-            names = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)]
+            names = [
+                n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)
+            ]
             close = difflib.get_close_matches(step.name, names, n=5, cutoff=0.5)
-            raise ValueError(f"data.augment[{i}].name: {step.name!r} is not an albumentations transform"
-                             + (f"; did you mean {', '.join(close)}?" if close else "")
-                             + f" (valid: the {len(names)} transform classes of albumentations {A.__version__})")  # fmt: skip
+            raise ValueError(
+                f"data.augment[{i}].name: {step.name!r} is not an albumentations transform"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+                + f" (valid: the {len(names)} transform classes of albumentations {A.__version__})"
+            )
         accepted = inspect.signature(cls.__init__).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
             unknown = sorted(set(step.params) - set(accepted))
             if unknown:  # albumentations 2 silently ignores unknown keyword arguments
                 valid = ", ".join(n for n in accepted if n != "self")
-                raise ValueError(f"data.augment[{i}].params.{unknown[0]}: {step.name} has no parameter "
-                                 f"{unknown[0]!r}; valid: {valid}")  # fmt: skip
+                raise ValueError(
+                    f"data.augment[{i}].params.{unknown[0]}: {step.name} has no parameter "
+                    f"{unknown[0]!r}; valid: {valid}"
+                )
         try:
             steps.append(cls(**step.params))
         except (TypeError, ValueError) as e:
@@ -119,7 +125,9 @@ def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str, dial
                 out[..., c] = decode(rle, size, dialect)
             except ValueError as e:
                 if "past the image end" in str(e):
-                    raise ValueError(f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}") from e
+                    raise ValueError(
+                        f"image {image_id!r} class {c}: mask does not fit the {size[0]}x{size[1]} image: {e}"
+                    ) from e
                 raise ValueError(f"image {image_id!r} class {c}: malformed RLE in the training labels: {e}") from e
     return out
 
@@ -153,8 +161,9 @@ class SegDataset(Dataset):
         self.ids = [str(i) for i in image_ids]
         escaping = [i for i in self.ids if Path(i).is_absolute() or ".." in Path(i).parts]
         if escaping:  # ids come from competition csvs: never let one point outside the image folder
-            raise ValueError(f"image id {escaping[0]!r}: an id must name a file inside {self.train_dir} "
-                             "(no absolute path, no '..')")  # fmt: skip
+            raise ValueError(
+                f"image id {escaping[0]!r}: an id must name a file inside {self.train_dir} (no absolute path, no '..')"
+            )
         self.rles: list[list[str]] | None = None
         self.sources: list[str] = ["train"] * len(self.ids)
         if labels is not None:
@@ -232,9 +241,13 @@ class SegDataset(Dataset):
         if self.rles is not None:
             native = self.cfg.competition.image_size
             if native is not None and tuple(size) != tuple(native):
-                raise ValueError(f"image {self.ids[idx]!r}: {self.path(idx)} is {size[0]}x{size[1]}, but its masks are "
-                                 f"encoded at competition.image_size {native[0]}x{native[1]}")  # fmt: skip
-            mask = geometry.fit_mask(decode_masks(self.rles[idx], size, self.ids[idx], self.cfg.competition.rle), self.cfg)
+                raise ValueError(
+                    f"image {self.ids[idx]!r}: {self.path(idx)} is {size[0]}x{size[1]}, but its masks are "
+                    f"encoded at competition.image_size {native[0]}x{native[1]}"
+                )
+            mask = geometry.fit_mask(
+                decode_masks(self.rles[idx], size, self.ids[idx], self.cfg.competition.rle), self.cfg
+            )
             if self.augment is not None:
                 out = self.augment(image=image, mask=mask)
                 image, mask = out["image"], out["mask"]

@@ -23,6 +23,7 @@ def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...], diale
 
     The small/large split is the median total mask area of the non-empty images.
     """
+
     def area(image_id: str, c: str, rle: str) -> int:
         try:
             return rle_area(rle, dialect)
@@ -30,7 +31,7 @@ def stratification_targets(labels: pd.DataFrame, classes: tuple[str, ...], diale
             raise ValueError(f"image {image_id!r} class {c}: malformed RLE in the training labels: {e}") from e
 
     ids = labels["image_id"] if "image_id" in labels else labels.index
-    areas = np.array([[area(i, c, r) for i, r in zip(ids, labels[c])] for c in classes], dtype=np.int64)
+    areas = np.array([[area(i, c, r) for i, r in zip(ids, labels[c], strict=True)] for c in classes], dtype=np.int64)
     areas = areas.T.reshape(len(labels), len(classes))
     presence = (areas > 0).astype(np.int8)
     total = areas.sum(axis=1)
@@ -171,16 +172,20 @@ def read_folds(cfg: Config) -> pd.DataFrame:
     bad = fold.isna() | (fold != fold.round()) | (fold < 0) | (fold >= n)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{path}: row {row + 2}: fold {df['fold'].iloc[row]!r} of image {df[col].iloc[row]!r} is not "
-                         f"an integer in 0..{n - 1} (data.n_folds={n}); {redo}")  # fmt: skip
+        raise ValueError(
+            f"{path}: row {row + 2}: fold {df['fold'].iloc[row]!r} of image {df[col].iloc[row]!r} is not "
+            f"an integer in 0..{n - 1} (data.n_folds={n}); {redo}"
+        )
     out = pd.DataFrame({"image_id": df[col].astype(str), "fold": fold.astype(int)})
     dup = out.image_id.duplicated(keep=False)
     if dup.any():
         rows = np.flatnonzero(dup.to_numpy())
         first = out.image_id.iloc[rows[0]]
         twice = rows[(out.image_id.iloc[rows] == first).to_numpy()]
-        raise ValueError(f"{path}: image {first!r} is listed more than once (rows {', '.join(str(r + 2) for r in twice)}, "
-                         f"folds {', '.join(str(out.fold.iloc[r]) for r in twice)}); {redo}")  # fmt: skip
+        raise ValueError(
+            f"{path}: image {first!r} is listed more than once (rows {', '.join(str(r + 2) for r in twice)}, "
+            f"folds {', '.join(str(out.fold.iloc[r]) for r in twice)}); {redo}"
+        )
     return out
 
 
@@ -195,17 +200,25 @@ def check_folds(folds: pd.DataFrame, labels: pd.DataFrame, cfg: Config) -> pd.Da
     redo = "folds.csv was made for other data: rerun `kseg folds -c <config> --force`"
     extra = ~folds.image_id.isin(train)
     if extra.any() and cfg.data.on_bad_image == "skip":
-        log.warning("skipping %d image(s) of %s with no training label or file (data.on_bad_image=skip): %s",
-                    int(extra.sum()), cfg.folds_path, folds.image_id[extra].tolist()[:5])  # fmt: skip
+        log.warning(
+            "skipping %d image(s) of %s with no training label or file (data.on_bad_image=skip): %s",
+            int(extra.sum()),
+            cfg.folds_path,
+            folds.image_id[extra].tolist()[:5],
+        )
         folds = folds[~extra]
     elif extra.any():
         row = int(np.flatnonzero(extra.to_numpy())[0])
-        raise ValueError(f"{cfg.folds_path}: row {row + 2}: image {folds.image_id.iloc[row]!r} is not a training image "
-                         f"of {where} ({int(extra.sum())} such rows); {redo}")  # fmt: skip
+        raise ValueError(
+            f"{cfg.folds_path}: row {row + 2}: image {folds.image_id.iloc[row]!r} is not a training image "
+            f"of {where} ({int(extra.sum())} such rows); {redo}"
+        )
     missing = ~train.isin(folds.image_id)
     if missing.any():
-        raise ValueError(f"{cfg.folds_path}: training image {train[missing].iloc[0]!r} of {where} has no fold "
-                         f"({int(missing.sum())} images missing); {redo}")  # fmt: skip
+        raise ValueError(
+            f"{cfg.folds_path}: training image {train[missing].iloc[0]!r} of {where} has no fold "
+            f"({int(missing.sum())} images missing); {redo}"
+        )
     return folds
 
 

@@ -33,8 +33,8 @@ def fit_image(image: np.ndarray, cfg: Config) -> np.ndarray:
     if (h, w) == (th, tw):
         return image
     if cfg.data.resize == "pad":
-        t, b, l, r = pad_offsets((h, w), (th, tw))
-        return cv2.copyMakeBorder(image, t, b, l, r, cv2.BORDER_REFLECT_101)
+        top, bottom, left, right = pad_offsets((h, w), (th, tw))
+        return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
     interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
     out = cv2.resize(image, (tw, th), interpolation=interp)
     return out if out.ndim == 3 else out[..., None]
@@ -47,8 +47,8 @@ def fit_mask(mask: np.ndarray, cfg: Config) -> np.ndarray:
     if (h, w) == (th, tw):
         return mask
     if cfg.data.resize == "pad":
-        t, b, l, r = pad_offsets((h, w), (th, tw))
-        out = cv2.copyMakeBorder(mask, t, b, l, r, cv2.BORDER_REFLECT_101)
+        top, bottom, left, right = pad_offsets((h, w), (th, tw))
+        out = cv2.copyMakeBorder(mask, top, bottom, left, right, cv2.BORDER_REFLECT_101)
     else:
         out = resize_masks(mask, (th, tw), exclusive=cfg.competition.exclusive)
     return out if out.ndim == 3 else out[..., None]
@@ -150,8 +150,8 @@ def restore(
     size = (int(size[0]), int(size[1]))
     if cfg.data.resize == "pad":
         nat = tuple(int(s) for s in (native_size or size))
-        t, _, l, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
-        probs = probs[..., t : t + nat[0], l : l + nat[1]]
+        top, _, left, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
+        probs = probs[..., top : top + nat[0], left : left + nat[1]]
     if tuple(probs.shape[-2:]) != size:
         probs = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
     return probs

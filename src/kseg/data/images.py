@@ -11,7 +11,9 @@ import errno
 import io
 import logging
 import os
+import struct
 from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -53,9 +55,7 @@ def _check_complete(file: Path, data: bytes) -> None:
     if data.startswith(_PNG_MAGIC) and data.rfind(_PNG_IEND) < 0:
         raise ImageReadError(f"{file}: truncated PNG (no IEND chunk, the file is cut short)")
     if data.startswith(_JPEG_MAGIC) and data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
-        raise ImageReadError(
-            f"{file}: truncated JPEG (no end-of-image marker FFD9 after the last scan)"
-        )
+        raise ImageReadError(f"{file}: truncated JPEG (no end-of-image marker FFD9 after the last scan)")
     if data.startswith(_GIF_MAGICS) and not data.rstrip(b"\x00").endswith(b";"):
         raise ImageReadError(f"{file}: truncated GIF (no trailer byte 0x3B at the end)")
 
@@ -72,7 +72,7 @@ def _decode_pil(file: Path, data: bytes) -> np.ndarray | None:
             if img.mode in ("L", "RGB", "F") or img.mode.startswith("I;16"):
                 return np.array(img)
             return np.array(img.convert("RGB"))  # palette, alpha, CMYK, 1-bit, ...
-    except Exception as exc:  # PIL raises many types for bad data
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:  # PIL's errors for bad data
         logger.debug("PIL could not decode %s: %s", file, exc)
         return None
 
@@ -91,8 +91,7 @@ def _decode(path: PathLike) -> np.ndarray:
         pixels = _decode_pil(file, data)
         if pixels is None:
             raise ImageReadError(
-                f"{file}: not a decodable image ({len(data)} bytes, "
-                f"starting {data[:8]!r}); OpenCV and PIL both failed"
+                f"{file}: not a decodable image ({len(data)} bytes, starting {data[:8]!r}); OpenCV and PIL both failed"
             )
         return pixels
     if pixels.ndim == 3 and pixels.shape[2] == 1:
@@ -119,9 +118,7 @@ def read_image(path: PathLike) -> np.ndarray:
     elif np.issubdtype(pixels.dtype, np.floating):
         out[...] = source
     else:
-        raise ImageReadError(
-            f"{path}: unsupported pixel dtype {pixels.dtype} (expected 8/16-bit or float)"
-        )
+        raise ImageReadError(f"{path}: unsupported pixel dtype {pixels.dtype} (expected 8/16-bit or float)")
     return out
 
 
@@ -145,7 +142,7 @@ def image_size(path: PathLike) -> tuple[int, int]:
         with Image.open(file) as img:
             width, height = img.size
         return int(height), int(width)
-    except Exception as exc:  # missing PIL or a format it does not know
+    except (ImportError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:  # no PIL, unknown format
         logger.debug("PIL header read failed for %s (%s); decoding instead", file, exc)
     height, width = _decode(file).shape[:2]
     return int(height), int(width)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -160,8 +161,9 @@ def _more(count: int) -> str:
     return f" (and {count - 1} more)" if count > 1 else ""
 
 
-def _run_problems(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int] | None,
-                  dialect: RleDialect) -> tuple[list[str], np.ndarray]:
+def _run_problems(
+    starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int] | None, dialect: RleDialect
+) -> tuple[list[str], np.ndarray]:
     """Problems of parsed runs and their 0-based absolute starts int64 [R]."""
     problems: list[str] = []
 
@@ -191,20 +193,25 @@ def _run_problems(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int
             base = 0 if relative else dialect.base  # relative strings count pixels from 0
             end = int(first[j]) + int(lengths[j]) - 1 + base
             hint = " (absolute starts? this dialect expects relative ones)" if relative else ""
-            problems.append(f"{run(j)}: ends at pixel {end}, past the image end "
-                            f"{n - 1 + base} = H*W{'' if base else '-1'}{_more(k)}{hint}")
+            problems.append(
+                f"{run(j)}: ends at pixel {end}, past the image end "
+                f"{n - 1 + base} = H*W{'' if base else '-1'}{_more(k)}{hint}"
+            )
     if not relative:
         step = np.diff(starts)
         bad = step < 0
         if bad.any():
             j, k = _first(bad)
-            problems.append(f"{run(j + 1)} starts before {run(j)}: runs must be sorted ascending"
-                            f"{_more(k)} (relative starts? this dialect expects absolute ones)")
+            problems.append(
+                f"{run(j + 1)} starts before {run(j)}: runs must be sorted ascending"
+                f"{_more(k)} (relative starts? this dialect expects absolute ones)"
+            )
         bad = (step >= 0) & (step < lengths[:-1])
         if bad.any():
             j, k = _first(bad)
-            problems.append(f"{run(j + 1)} overlaps {run(j)}{_more(k)}"
-                            " (relative starts? this dialect expects absolute ones)")
+            problems.append(
+                f"{run(j + 1)} overlaps {run(j)}{_more(k)} (relative starts? this dialect expects absolute ones)"
+            )
     return problems, first
 
 
@@ -220,8 +227,14 @@ def _problems(
         return [], empty, empty
     where = (f" (shape {shape})" if shape is not None else "") + f" [{dialect.describe()}]"
     if isinstance(rle, str) and rle.strip() in _EMPTY_TOKENS:
-        return [f"RLE {rle.strip()!r} is how other competitions write an empty mask; this one writes "
-                f"{dialect.empty!r}{where}"], None, None
+        return (
+            [
+                f"RLE {rle.strip()!r} is how other competitions write an empty mask; this one writes "
+                f"{dialect.empty!r}{where}"
+            ],
+            None,
+            None,
+        )
     if not isinstance(rle, str):
         kind = type(rle).__name__
         return [f"RLE must be a str (or NaN/None for empty), got {kind} {rle!r}{where}"], None, None
@@ -358,7 +371,7 @@ def encode_batch(masks: np.ndarray, dialect: RleDialect = KAGGLE) -> list[str]:
     rows, runs = np.nonzero(padded[:, 1:] != padded[:, :-1])
     runs[1::2] -= runs[::2]  # every row has an even number of changes
     bounds = np.searchsorted(rows, np.arange(count + 1)).tolist()
-    return [_format_runs(runs[a:b], dialect) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [_format_runs(runs[a:b], dialect) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def rle_syntax_problems(rle: str | float | None, dialect: RleDialect = KAGGLE) -> list[str]:

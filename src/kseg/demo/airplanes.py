@@ -25,8 +25,9 @@ def _airplane(cx: float, cy: float, size: float, angle: float) -> list[np.ndarra
     return out
 
 
-def write_airplanes(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.3,
-                    *, encode: Encoder) -> Path:
+def write_airplanes(
+    root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.3, *, encode: Encoder
+) -> Path:
     """Airport tiles (our own binary layout): ``train_images/<8 hex>.jpg`` 512x512 RGB, class airplane.
 
     ``train.csv`` = ``ImageId,EncodedPixels`` (ids with extension), one row per image, empty cell when no

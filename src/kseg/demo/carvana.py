@@ -45,11 +45,25 @@ def _car(rng: np.random.Generator, colour: np.ndarray, angle: int, h: int, w: in
     cv2.ellipse(image, (cx, base + body_h // 3), (int(half_len * 1.05), int(0.04 * h)), 0, 0, 360, (120, 120, 120), -1)
     cabin = int(half_len * (0.55 + 0.1 * side))
     roof = base - body_h - cabin_h
-    cabin_pts = np.array([[cx - cabin, base - body_h], [cx - int(cabin * 0.7), roof],
-                          [cx + int(cabin * 0.7), roof], [cx + cabin, base - body_h]], np.int32)  # fmt: skip
+    cabin_pts = np.array(
+        [
+            [cx - cabin, base - body_h],
+            [cx - int(cabin * 0.7), roof],
+            [cx + int(cabin * 0.7), roof],
+            [cx + cabin, base - body_h],
+        ],
+        np.int32,
+    )
     top = roof + int(0.02 * h)
-    glass = np.array([[cx - int(cabin * 0.85), base - body_h - 4], [cx - int(cabin * 0.62), top],
-                      [cx + int(cabin * 0.62), top], [cx + int(cabin * 0.85), base - body_h - 4]], np.int32)  # fmt: skip
+    glass = np.array(
+        [
+            [cx - int(cabin * 0.85), base - body_h - 4],
+            [cx - int(cabin * 0.62), top],
+            [cx + int(cabin * 0.62), top],
+            [cx + int(cabin * 0.85), base - body_h - 4],
+        ],
+        np.int32,
+    )
     r = int(0.055 * h)
     wheels = [(cx + int(dx * half_len), base) for dx in ((-0.7, 0.7) if side > 0.3 else (-0.8, 0.8))]
     paint = tuple(int(v) for v in colour)
@@ -68,8 +82,13 @@ def _car(rng: np.random.Generator, colour: np.ndarray, angle: int, h: int, w: in
 
 
 def write_carvana(
-    root: str | Path, seed: int = 0, n_train: int = 3, n_test: int = 1, angles: int | Sequence[int] = CARVANA_ANGLES,
-    *, encode: Encoder,
+    root: str | Path,
+    seed: int = 0,
+    n_train: int = 3,
+    n_test: int = 1,
+    angles: int | Sequence[int] = CARVANA_ANGLES,
+    *,
+    encode: Encoder,
 ) -> Path:
     """Carvana: ``train/<12 hex>_<01..16>.jpg`` 1918x1280 (W x H) RGB, ``n_train`` / ``n_test`` *cars*.
 
@@ -99,7 +118,9 @@ def write_carvana(
     write_csv(root / "train_masks.csv", pd.DataFrame(rows, columns=["img", "rle_mask"]))
     write_csv(root / "sample_submission.csv", sample_rows(test_files, ["img", "rle_mask"], "1 1"))
     makes = [("Acura", "MDX"), ("Audi", "A4"), ("BMW", "3 Series"), ("Chevrolet", "Tahoe"), ("Ford", "F-150")]
-    meta = [(car, 2010 + int(rng.integers(0, 8)), *makes[int(rng.integers(len(makes)))], "Base", "")
-            for car in sorted(train_cars + test_cars)]  # fmt: skip
+    meta = [
+        (car, 2010 + int(rng.integers(0, 8)), *makes[int(rng.integers(len(makes)))], "Base", "")
+        for car in sorted(train_cars + test_cars)
+    ]
     write_csv(root / "metadata.csv", pd.DataFrame(meta, columns=["id", "year", "make", "model", "trim1", "trim2"]))
     return root

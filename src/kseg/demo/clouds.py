@@ -21,8 +21,9 @@ def _cloud_texture(rng: np.random.Generator, cls: int, h: int, w: int) -> np.nda
     return _CLOUD_LEVEL[cls] + 18.0 * field_
 
 
-def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int = 4, p_empty: float = 0.1,
-                 *, encode: Encoder) -> Path:
+def write_clouds(
+    root: str | Path, seed: int = 0, n_train: int = 12, n_test: int = 4, p_empty: float = 0.1, *, encode: Encoder
+) -> Path:
     """Understanding Clouds: ``train_images/<7 hex>.jpg`` 1400x2100 (H x W), 4 overlapping cloud patterns.
 
     ``train.csv`` = ``Image_Label,EncodedPixels`` with all 4 ``<file>_<Fish|Flower|Gravel|Sugar>`` rows per
@@ -32,8 +33,8 @@ def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
-    H, W, q = 1400, 2100, 4  # drawn at a quarter size, upsampled
-    h, w = H // q, W // q
+    full_h, full_w, q = 1400, 2100, 4  # drawn at a quarter size, upsampled
+    h, w = full_h // q, full_w // q
     train_ids, test_ids = train_test_ids(rng, n_train, n_test, 7)
     rows = []
     for split, split_ids in (("train", train_ids), ("test", test_ids)):
@@ -56,16 +57,17 @@ def write_clouds(root: str | Path, seed: int = 0, n_train: int = 12, n_test: int
                 x0, slope = rng.uniform(0, w), rng.uniform(-0.5, 0.5)
                 xx = np.arange(w)[None, :] - (x0 + slope * np.arange(h)[:, None])
                 gray = np.where(np.abs(xx) < w * 0.04, 0.0, gray)
-            big = cv2.resize(gray.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+            big = cv2.resize(gray.astype(np.float32), (full_w, full_h), interpolation=cv2.INTER_LINEAR)
             rgb = np.stack([big * 0.95, big * 0.98, big * 1.05], axis=-1)
             file = f"{image_id}.jpg"
             write_image(root / f"{split}_images" / file, to_uint8(rgb), quality=90)
             if split == "train":
                 for cls, label in enumerate(CLOUD_LABELS):
-                    full = cv2.resize(masks[cls], (W, H), interpolation=cv2.INTER_NEAREST)
+                    full = cv2.resize(masks[cls], (full_w, full_h), interpolation=cv2.INTER_NEAREST)
                     rows.append((f"{file}_{label}", encode(full)))
     write_csv(root / "train.csv", pd.DataFrame(rows, columns=["Image_Label", "EncodedPixels"]))
-    sample = pd.DataFrame([(f"{i}.jpg_{lab}", "1 1") for i in test_ids for lab in CLOUD_LABELS],
-                          columns=["Image_Label", "EncodedPixels"])  # fmt: skip
+    sample = pd.DataFrame(
+        [(f"{i}.jpg_{lab}", "1 1") for i in test_ids for lab in CLOUD_LABELS], columns=["Image_Label", "EncodedPixels"]
+    )
     write_csv(root / "sample_submission.csv", sample)
     return root

@@ -39,8 +39,14 @@ _TINY_UNET = (
     "model.encoder_weights=none",
     "model.kwargs={encoder_depth: 3, decoder_channels: [32, 16, 8]}",
 )
-_FAST = ("train.epochs=1", "data.n_folds=2", "data.num_workers=0", "wandb.mode=disabled",
-         "model.freeze_encoder_epochs=0", "train.patience=0")  # fmt: skip
+_FAST = (
+    "train.epochs=1",
+    "data.n_folds=2",
+    "data.num_workers=0",
+    "wandb.mode=disabled",
+    "model.freeze_encoder_epochs=0",
+    "train.patience=0",
+)
 
 
 def shipped_path(path: str | Path) -> Path:
@@ -83,28 +89,66 @@ class Miniature:
 
 MINIATURES: Registry[Miniature] = Registry("miniature competition")
 for _m in (
-    Miniature("demo", make_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",),
-              {"n_train": 20, "n_test": 2}),
-    Miniature("severstal", write_severstal, "configs/severstal/unet-resnet18.yaml",
-              _FAST + _TINY_UNET + ("data.image_size=[64, 384]", "data.batch_size=4", "train.accumulate=1"),
-              {"n_train": 8, "n_test": 2}),
-    Miniature("carvana", write_carvana, "configs/carvana/unet128.yaml",
-              _FAST + _TINY_UNET + ("data.image_size=[64, 96]", "data.batch_size=4"),
-              {"n_train": 2, "n_test": 1, "angles": 4}),
-    Miniature("clouds", write_clouds, "configs/clouds/fpn-effb0.yaml",
-              _FAST + ("model.encoder=resnet18", "model.encoder_weights=none", "model.kwargs={}",
-                       "data.image_size=[64, 96]", "data.batch_size=4"),
-              {"n_train": 8, "n_test": 2}),
-    Miniature("tgs-salt", write_tgs_salt, "configs/tgs-salt/unet-r34.yaml",
-              _FAST + _TINY_UNET + ("data.batch_size=8",), {"n_train": 12, "n_test": 4}),
-    Miniature("isbi2012", write_isbi2012, "configs/isbi2012/unet.yaml",
-              _FAST + _TINY_UNET + ("data.image_size=[128, 128]", "data.batch_size=2"), {"n_train": 4, "n_test": 2}),
-    Miniature("streets", write_streets, "configs/streets/unet-mobilenetv2.yaml",
-              _FAST + _TINY_UNET + ("data.image_size=[64, 128]", "data.batch_size=4"),
-              {"n_train": 8, "n_test": 2, "frames": 2}),
-    Miniature("airplanes", write_airplanes, "configs/airplanes/unet-binary.yaml",
-              _FAST + _TINY_UNET + ("data.image_size=[128, 128]", "data.batch_size=4"), {"n_train": 8, "n_test": 2}),
-):  # fmt: skip
+    Miniature(
+        "demo", make_demo, "configs/demo.yaml", _FAST + ("data.image_size=[64, 128]",), {"n_train": 20, "n_test": 2}
+    ),
+    Miniature(
+        "severstal",
+        write_severstal,
+        "configs/severstal/unet-resnet18.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[64, 384]", "data.batch_size=4", "train.accumulate=1"),
+        {"n_train": 8, "n_test": 2},
+    ),
+    Miniature(
+        "carvana",
+        write_carvana,
+        "configs/carvana/unet128.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[64, 96]", "data.batch_size=4"),
+        {"n_train": 2, "n_test": 1, "angles": 4},
+    ),
+    Miniature(
+        "clouds",
+        write_clouds,
+        "configs/clouds/fpn-effb0.yaml",
+        _FAST
+        + (
+            "model.encoder=resnet18",
+            "model.encoder_weights=none",
+            "model.kwargs={}",
+            "data.image_size=[64, 96]",
+            "data.batch_size=4",
+        ),
+        {"n_train": 8, "n_test": 2},
+    ),
+    Miniature(
+        "tgs-salt",
+        write_tgs_salt,
+        "configs/tgs-salt/unet-r34.yaml",
+        _FAST + _TINY_UNET + ("data.batch_size=8",),
+        {"n_train": 12, "n_test": 4},
+    ),
+    Miniature(
+        "isbi2012",
+        write_isbi2012,
+        "configs/isbi2012/unet.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[128, 128]", "data.batch_size=2"),
+        {"n_train": 4, "n_test": 2},
+    ),
+    Miniature(
+        "streets",
+        write_streets,
+        "configs/streets/unet-mobilenetv2.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[64, 128]", "data.batch_size=4"),
+        {"n_train": 8, "n_test": 2, "frames": 2},
+    ),
+    Miniature(
+        "airplanes",
+        write_airplanes,
+        "configs/airplanes/unet-binary.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[128, 128]", "data.batch_size=4"),
+        {"n_train": 8, "n_test": 2},
+    ),
+):
     MINIATURES.register(_m.name, _m)
 
 

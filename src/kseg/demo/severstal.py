@@ -11,8 +11,9 @@ from kseg.demo.common import Encoder, train_test_ids, write_csv, write_image
 from kseg.demo.synthetic import make_sample
 
 
-def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.45,
-                    *, encode: Encoder) -> Path:
+def write_severstal(
+    root: str | Path, seed: int = 0, n_train: int = 16, n_test: int = 4, p_empty: float = 0.45, *, encode: Encoder
+) -> Path:
     """Severstal steel defects: ``train_images/<9 hex>.jpg`` 256x1600 RGB (grey steel), 4 defect classes.
 
     ``train.csv`` = ``ImageId,ClassId,EncodedPixels`` with only non-empty rows; ``sample_submission.csv`` =
@@ -30,7 +31,8 @@ def write_severstal(root: str | Path, seed: int = 0, n_train: int = 16, n_test: 
             if split == "train":
                 rows += [(f"{image_id}.jpg", c + 1, encode(masks[c])) for c in range(4) if masks[c].any()]
     write_csv(root / "train.csv", pd.DataFrame(rows, columns=["ImageId", "ClassId", "EncodedPixels"]))
-    sample = pd.DataFrame([(f"{i}.jpg", "1 1", c) for i in test_ids for c in range(1, 5)],
-                          columns=["ImageId", "EncodedPixels", "ClassId"])  # fmt: skip
+    sample = pd.DataFrame(
+        [(f"{i}.jpg", "1 1", c) for i in test_ids for c in range(1, 5)], columns=["ImageId", "EncodedPixels", "ClassId"]
+    )
     write_csv(root / "sample_submission.csv", sample)
     return root

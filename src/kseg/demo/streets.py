@@ -26,7 +26,9 @@ def _street_layout(rng: np.random.Generator, every_class: bool) -> dict[str, Any
         "horizon": rng.uniform(0.38, 0.5),
         "vanish": rng.uniform(0.4, 0.6),
         "road": (rng.uniform(0.05, 0.25), rng.uniform(0.75, 0.95)),
-        "buildings": [(x, rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)) for x in rng.uniform(-0.05, 0.95, n_buildings)],
+        "buildings": [
+            (x, rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.3)) for x in rng.uniform(-0.05, 0.95, n_buildings)
+        ],
         "trees": [(rng.uniform(0, 1), rng.uniform(0.3, 0.5), rng.uniform(0.05, 0.12)) for _ in range(n_trees)],
         "cars": list(rng.uniform(0.15, 0.9, n_cars)),
     }
@@ -94,8 +96,11 @@ def write_streets(
             rgb = rgb + 10 * smooth_noise(rng, h, w, 8)[..., None]
             write_image(root / f"{split}_images" / f"{image_id}.png", to_uint8(rgb))
             if split == "train":
-                rows += [(image_id, name, encode((lab == c + 1).view(np.uint8)))
-                         for c, name in enumerate(STREET_CLASSES) if (lab == c + 1).any()]  # fmt: skip
+                rows += [
+                    (image_id, name, encode((lab == c + 1).view(np.uint8)))
+                    for c, name in enumerate(STREET_CLASSES)
+                    if (lab == c + 1).any()
+                ]
             else:
                 test_ids.append(image_id)
     write_csv(root / "train.csv", pd.DataFrame(rows, columns=["ImageId", "Label", "EncodedPixels"]))

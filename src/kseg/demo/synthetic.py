@@ -117,10 +117,7 @@ def make_demo(
     atomic_write_text(root / "train.csv", pd.DataFrame(rows["train"], columns=cols).to_csv(index=False))
     atomic_write_text(root / "test_truth.csv", pd.DataFrame(rows["test"], columns=cols).to_csv(index=False))
     test_ids = sorted(p.name for p in (root / "test_images").iterdir())
-    sample = pd.DataFrame(
-        [{"ImageId": i, "EncodedPixels": "1 1", "ClassId": c} for i in test_ids for c in range(1, 5)]
-    )
+    sample = pd.DataFrame([{"ImageId": i, "EncodedPixels": "1 1", "ClassId": c} for i in test_ids for c in range(1, 5)])
     atomic_write_text(root / "sample_submission.csv", sample.to_csv(index=False))
     log.info("wrote synthetic competition to %s (%d train, %d test images)", root, n_train, n_test)
     return root
-

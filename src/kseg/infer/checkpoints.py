@@ -40,7 +40,8 @@ def find_checkpoints(
         missing = [str(p) for _, p in found if not p.is_file()]
         if missing:
             raise FileNotFoundError(
-                f"checkpoint not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                f"checkpoint not found: {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                 + f"; train it with `kseg train -c <config> --fold {found[0][0]}` or choose other --folds"
             )
         return sorted(found)

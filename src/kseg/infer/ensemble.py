@@ -163,7 +163,7 @@ class Ensemble:
         device: str | torch.device = "auto",
         amp: bool = True,
         weights: str = BEST,
-    ) -> "Ensemble":
+    ) -> Ensemble:
         """Load ``<runs_dir>/<exp>/fold<K>/<weights>`` for every experiment in ``runs`` (default: the config's)."""
         from kseg.models import load_checkpoint
 
@@ -193,7 +193,7 @@ class Ensemble:
         total: torch.Tensor | None = None
         aux_total: torch.Tensor | None = None
         aux_weight = 0.0
-        for m, w in zip(g.members, g.weights):
+        for m, w in zip(g.members, g.weights, strict=True):
             probs, aux = tta_proba(m.model, x, self.pairs, m.cfg.competition.mode, self.amp)
             total = probs * w if total is None else total + probs * w
             if aux is not None:

@@ -30,8 +30,16 @@ from kseg.submission.write import SubmissionWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALLOW_MISMATCH_FLAG", "PostprocessMismatchError", "PredictResult", "check_postprocess_ensemble",
-           "default_submission_path", "load_params", "postprocess_mismatch", "predict_submission"]
+__all__ = [
+    "ALLOW_MISMATCH_FLAG",
+    "PostprocessMismatchError",
+    "PredictResult",
+    "check_postprocess_ensemble",
+    "default_submission_path",
+    "load_params",
+    "postprocess_mismatch",
+    "predict_submission",
+]
 
 ALLOW_MISMATCH_FLAG = "--allow-postprocess-mismatch"
 
@@ -107,10 +115,12 @@ def check_postprocess_ensemble(path: Path, runs: dict[str, list[int]], tta: str,
     if not diffs:
         return diffs
     tuned = f"--runs {' '.join(record.get('runs') or [])} --folds {','.join(map(str, record.get('folds') or []))}"
-    msg = (f"{path} was tuned on another ensemble than this prediction ({'; '.join(diffs)}): its thresholds, "
-           f"min sizes and gates may not carry over. Predict with the ensemble it was tuned on ({tuned} --tta "
-           f"{record.get('oof_tta', 'none')}), or tune on this one: OOF predicted with `kseg predict --oof --tta {tta}` "
-           f"for each run, then `kseg tune --runs {' '.join(sorted(runs))} tune.oof_tta={tta}`")  # fmt: skip
+    msg = (
+        f"{path} was tuned on another ensemble than this prediction ({'; '.join(diffs)}): its thresholds, "
+        f"min sizes and gates may not carry over. Predict with the ensemble it was tuned on ({tuned} --tta "
+        f"{record.get('oof_tta', 'none')}), or tune on this one: OOF predicted with `kseg predict --oof --tta {tta}` "
+        f"for each run, then `kseg tune --runs {' '.join(sorted(runs))} tune.oof_tta={tta}`"
+    )
     if not allow:
         raise PostprocessMismatchError(f"{msg}; or pass {ALLOW_MISMATCH_FLAG} to predict with it anyway")
     log.warning("%s (%s given: predicting with it anyway)", msg, ALLOW_MISMATCH_FLAG)
@@ -151,11 +161,15 @@ def predict_submission(
     tta = tta or cfg.predict.tta
     if ensemble is None:
         ensemble = Ensemble.from_runs(
-            cfg, runs or (cfg.name,), folds or cfg.predict.folds, tta=tta, device=cfg.train.device,
-            amp=cfg.predict.amp, weights=weights,
-        )  # fmt: skip
-    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta,
-                               allow=allow_postprocess_mismatch)  # fmt: skip
+            cfg,
+            runs or (cfg.name,),
+            folds or cfg.predict.folds,
+            tta=tta,
+            device=cfg.train.device,
+            amp=cfg.predict.amp,
+            weights=weights,
+        )
+    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta, allow=allow_postprocess_mismatch)
     params = load_params(cfg)
     has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
     gated = [spec.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
@@ -172,8 +186,13 @@ def predict_submission(
         confidence = check_confidence(confidence if confidence is not None else cfg.predict.pseudo_confidence)
     log.info(
         "predicting %d test images with %d checkpoint(s) of %s, tta=%s (%d views), device %s",
-        len(ids), len(ensemble), ", ".join(ensemble.experiments), tta, len(ensemble.pairs), ensemble.device,
-    )  # fmt: skip
+        len(ids),
+        len(ensemble),
+        ", ".join(ensemble.experiments),
+        tta,
+        len(ensemble.pairs),
+        ensemble.device,
+    )
     start = time.perf_counter()
     empty = np.zeros(spec.num_classes, dtype=np.int64)
     n = 0

@@ -40,7 +40,7 @@ class ProbsWriter:
         atomic_write_bytes(path, lambda f: np.save(f, np.ascontiguousarray(q)))
         row: dict[str, object] = {"image_id": image_id, "file": name, "height": q.shape[1], "width": q.shape[2]}
         if aux is not None:
-            row.update({f"aux_{c}": float(a) for c, a in zip(self.classes, np.asarray(aux).reshape(-1))})
+            row.update({f"aux_{c}": float(a) for c, a in zip(self.classes, np.asarray(aux).reshape(-1), strict=True)})
         self.rows.append(row)
         return path
 

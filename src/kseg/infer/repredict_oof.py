@@ -38,16 +38,15 @@ class OofPrediction:
     aux_path: Path | None
 
 
-def predict_fold_oof(
-    cfg: Config, fold: int, tta: str, weights: str = BEST, progress: bool = True
-) -> OofPrediction:
+def predict_fold_oof(cfg: Config, fold: int, tta: str, weights: str = BEST, progress: bool = True) -> OofPrediction:
     """Predict fold ``fold``'s validation images with ``runs/<exp>/fold<K>/<weights>`` and TTA ``tta``.
 
     Writes uint8 [N, C, H, W] probabilities at the submission size, ids in folds.csv order and, with an
     aux head, uint8 [N, C] aux probabilities; each file atomically.
     """
-    ensemble = Ensemble.from_runs(cfg, (cfg.name,), (fold,), tta=tta, device=cfg.train.device,
-                                  amp=cfg.predict.amp, weights=weights)  # fmt: skip
+    ensemble = Ensemble.from_runs(
+        cfg, (cfg.name,), (fold,), tta=tta, device=cfg.train.device, amp=cfg.predict.amp, weights=weights
+    )
     _, val_ids = fold_split(cfg, fold)
     if not val_ids:
         raise ValueError(f"fold {fold} has no validation images in {cfg.folds_path}")
@@ -61,15 +60,19 @@ def predict_fold_oof(
             if writer is None:
                 writer = OofWriter(out.probs, (len(val_ids), *pred.q.shape))
             if pred.q.shape != writer.shape[1:]:
-                raise ValueError(f"image {pred.image_id}: submission size {pred.q.shape[1:]} != {writer.shape[2:]} "
-                                 "of the fold's first image (OOF images must share one size)")  # fmt: skip
+                raise ValueError(
+                    f"image {pred.image_id}: submission size {pred.q.shape[1:]} != {writer.shape[2:]} "
+                    "of the fold's first image (OOF images must share one size)"
+                )
             writer.write(i, pred.q[None])
             ids.append(pred.image_id)
             if pred.aux is not None:
                 aux_rows.append(quantize(pred.aux))
         if writer is None or len(ids) != len(val_ids):
-            raise ValueError(f"fold {fold}: predicted {len(ids)} of {len(val_ids)} validation images "
-                             "(unreadable images are not allowed in an OOF store)")  # fmt: skip
+            raise ValueError(
+                f"fold {fold}: predicted {len(ids)} of {len(val_ids)} validation images "
+                "(unreadable images are not allowed in an OOF store)"
+            )
         aux_path = None
         if aux_rows:
             aux_path = out.aux

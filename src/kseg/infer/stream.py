@@ -88,18 +88,18 @@ def predict_images(
     bs = batch_size or ensemble.cfg.predict.batch_size
     loaders = _loaders(ensemble, image_ids, Path(image_dir), bs, num_workers)
     total = len(loaders[0])
-    for batches in tqdm(zip(*loaders), total=total, desc="predict", unit="batch", disable=not progress):
+    for batches in tqdm(zip(*loaders, strict=True), total=total, desc="predict", unit="batch", disable=not progress):
         ids = list(batches[0]["id"])
         sizes = batches[0]["size"]
         acc: list[torch.Tensor] | None = None
         aux_acc: torch.Tensor | None = None
         aux_w = 0.0
-        for gi, (g, batch) in enumerate(zip(ensemble.groups, batches)):
+        for gi, (g, batch) in enumerate(zip(ensemble.groups, batches, strict=True)):
             if list(batch["id"]) != ids:
                 raise RuntimeError("test loaders of the ensemble groups went out of step")
             probs, aux, w = ensemble.predict(batch["image"], gi)
             restored = restore_batch(probs, sizes, g.cfg)
-            acc = restored if acc is None else [a + r for a, r in zip(acc, restored)]
+            acc = restored if acc is None else [a + r for a, r in zip(acc, restored, strict=True)]
             if aux is not None:
                 aux_acc = aux if aux_acc is None else aux_acc + aux
                 aux_w += w

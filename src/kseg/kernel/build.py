@@ -83,8 +83,13 @@ def git_state(folder: Path | None = None) -> tuple[str | None, bool]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=30)
         if head.returncode:
             return None, False
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return head.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, False
@@ -128,8 +133,9 @@ def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], build: Kern
             if have.is_file():
                 shutil.copy2(have, ship)
             elif have == src.postprocess and run == cfg.name:
-                warnings.append(f"{have} not found: the kernel predicts with default post-processing "
-                                "(run `kseg tune` first)")  # fmt: skip
+                warnings.append(
+                    f"{have} not found: the kernel predicts with default post-processing (run `kseg tune` first)"
+                )
         shipped[run] = [f for f, _ in ckpts]
     return shipped
 
@@ -155,8 +161,10 @@ def build_kernel(
     warnings: list[str] = []
     user = user or kaggle_username()
     if not user:
-        warnings.append(f"no Kaggle username (KAGGLE_USERNAME or kaggle.json): metadata uses {PLACEHOLDER_USER!r} "
-                        "until `kseg kernel push` fills in yours")  # fmt: skip
+        warnings.append(
+            f"no Kaggle username (KAGGLE_USERNAME or kaggle.json): metadata uses {PLACEHOLDER_USER!r} "
+            "until `kseg kernel push` fills in yours"
+        )
     names = kernel_names(cfg, user or PLACEHOLDER_USER)
     runs = list(dict.fromkeys(runs or [cfg.name]))
     folds = tuple(folds) or tuple(cfg.predict.folds)
@@ -168,8 +176,9 @@ def build_kernel(
         dataset.mkdir(parents=True)
         kernel.mkdir()
         shipped = _ship_runs(cfg, runs, folds, stage, warnings)
-        mismatch = check_postprocess_ensemble(cfg.layout.postprocess, shipped, tta or cfg.predict.tta,
-                                              allow=allow_postprocess_mismatch)  # fmt: skip
+        mismatch = check_postprocess_ensemble(
+            cfg.layout.postprocess, shipped, tta or cfg.predict.tta, allow=allow_postprocess_mismatch
+        )
         save_config(cfg, stage.config)
         atomic_write_text(stage.competition, yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
         wheel_dir = stage.wheels
@@ -178,9 +187,7 @@ def build_kernel(
 
         predict_args = (["--tta", tta] if tta else []) + (["--folds", ",".join(map(str, folds))] if folds else [])
         predict_args += [ALLOW_MISMATCH_FLAG] if mismatch else []  # allowed: the kernel must allow it too
-        files = sorted(
-            (p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob("*") if p.is_file()
-        )
+        files = sorted((p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob("*") if p.is_file())
         commit, dirty = git_state()
         manifest = {
             "experiment": cfg.name,
@@ -225,8 +232,10 @@ def build_kernel(
     )
     total = sum(s for _, s in files)
     if total > DATASET_MAX_BYTES:
-        warnings.append(f"dataset is {_human(total)}, over Kaggle's {_human(DATASET_MAX_BYTES)} per-dataset limit "
-                        "(and the private-dataset quota): ship fewer folds or runs")  # fmt: skip
+        warnings.append(
+            f"dataset is {_human(total)}, over Kaggle's {_human(DATASET_MAX_BYTES)} per-dataset limit "
+            "(and the private-dataset quota): ship fewer folds or runs"
+        )
     for w in warnings:
         log.warning("%s", w)
     return BuildResult(out.root, names, files, out.kernel / code_file, warnings, time.time() - start)

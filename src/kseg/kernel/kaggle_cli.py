@@ -117,8 +117,10 @@ def parse_dataset_upload(res: CLIResult) -> str:
     _check_invalid_sources(res)
     m = re.search(
         r"^(?:Your (?:private|public) Dataset is being created|Dataset version is being created)\. "
-        r"Please check progress at (\S+)", res.stdout, re.M,
-    )  # fmt: skip
+        r"Please check progress at (\S+)",
+        res.stdout,
+        re.M,
+    )
     if not m:
         raise res.fail("no 'Dataset ... is being created' line")
     return m.group(1)

@@ -76,8 +76,10 @@ def resolve_isolation(mode: Isolation) -> Literal["unshare", "guard", "none"]:
     if mode == "auto":
         if probe_unshare() is not None:
             return "unshare"
-        log.warning("unshare -n is not permitted here: falling back to a Python socket guard, which native "
-                    "code could bypass (run as root or allow user namespaces for a real network cut)")  # fmt: skip
+        log.warning(
+            "unshare -n is not permitted here: falling back to a Python socket guard, which native "
+            "code could bypass (run as root or allow user namespaces for a real network cut)"
+        )
         return "guard"
     if mode == "unshare" and probe_unshare() is None:
         raise RuntimeError("isolation 'unshare' requested but neither `unshare -n` nor `unshare -rn` works here")

@@ -146,8 +146,12 @@ def _poll_kernel(
         if status in TERMINAL_KERNEL_STATES:
             return status, message
         if time.monotonic() - start > backoff.timeout:
-            log.warning("kernel %s still %s after %.0fs: check later with `kseg kernel status`", kernel_id, status,
-                        backoff.timeout)  # fmt: skip
+            log.warning(
+                "kernel %s still %s after %.0fs: check later with `kseg kernel status`",
+                kernel_id,
+                status,
+                backoff.timeout,
+            )
             return status, message
         sleep(delay)
     raise AssertionError("unreachable")
@@ -186,9 +190,14 @@ def _follow(cfg: Config, cli: KaggleCLI, record: dict[str, Any], backoff: Backof
 
 
 def push(
-    cfg: Config, message: str = "", cli: KaggleCLI | None = None, wait: bool = True, backoff: Backoff = Backoff(),
-    fetch: bool = True, sleep: Sleep = time.sleep,
-) -> dict[str, Any]:  # fmt: skip
+    cfg: Config,
+    message: str = "",
+    cli: KaggleCLI | None = None,
+    wait: bool = True,
+    backoff: Backoff = Backoff(),
+    fetch: bool = True,
+    sleep: Sleep = time.sleep,
+) -> dict[str, Any]:
     """Upload ``kernels/<exp>/`` (dataset, then kernel) and, with ``wait``, follow the run; returns the record."""
     cli = cli or KaggleCLI()
     build = cfg.kernel_layout
@@ -212,8 +221,12 @@ def push(
         "git_commit": commit,
         "git_dirty": dirty,
         "kseg_version": __version__,
-        "build": {"built_at": manifest.get("built_at"), "git_commit": manifest.get("git_commit"),
-                  "runs": manifest.get("runs"), "wheels": manifest.get("wheels")},  # fmt: skip
+        "build": {
+            "built_at": manifest.get("built_at"),
+            "git_commit": manifest.get("git_commit"),
+            "runs": manifest.get("runs"),
+            "wheels": manifest.get("wheels"),
+        },
         "dataset": {"id": names.dataset_id},
         "kernel": {"id": names.kernel_id},
         "wandb": {"training_runs": training_wandb_ids(cfg, manifest.get("runs") or {})},
@@ -249,9 +262,13 @@ def push(
 
 
 def refresh_status(
-    cfg: Config, cli: KaggleCLI | None = None, wait: bool = False, backoff: Backoff = Backoff(), fetch: bool = True,
+    cfg: Config,
+    cli: KaggleCLI | None = None,
+    wait: bool = False,
+    backoff: Backoff = Backoff(),
+    fetch: bool = True,
     sleep: Sleep = time.sleep,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Query (or with ``wait`` follow) the last pushed kernel; fetches its output once it ended."""
     cli = cli or KaggleCLI()
     record = load_record(cfg)
@@ -288,12 +305,28 @@ def submit(cfg: Config, message: str, file: str | None = None, cli: KaggleCLI | 
             raise ValueError("no pushed kernel version in push.json: push first, or pass --file for a csv")
         if kernel.get("status") != "complete":
             raise ValueError(f"kernel {kernel['id']} v{kernel['version']} is {kernel.get('status')!r}, not complete")
-        args = ["competitions", "submit", comp, "-k", kernel["id"], "-v", str(kernel["version"]),
-                "-f", SUBMISSION_CSV, "-m", message]  # fmt: skip
+        args = [
+            "competitions",
+            "submit",
+            comp,
+            "-k",
+            kernel["id"],
+            "-v",
+            str(kernel["version"]),
+            "-f",
+            SUBMISSION_CSV,
+            "-m",
+            message,
+        ]
     answer = parse_submit(cli(*args))
     record.setdefault("submissions", []).append(
-        {"at": _now(), "file": file, "kernel_version": None if file else record["kernel"]["version"],
-         "message": message, "server": answer}  # fmt: skip
+        {
+            "at": _now(),
+            "file": file,
+            "kernel_version": None if file else record["kernel"]["version"],
+            "message": message,
+            "server": answer,
+        }
     )
     _save_record(cfg, record)
     return answer
@@ -309,15 +342,32 @@ def log_wandb(cfg: Config, record: dict[str, Any]) -> str | None:
 
         kernel = record["kernel"]
         run = wandb.init(
-            mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity or None, group=cfg.name,
-            job_type="kernel", name=f"{cfg.name}/kernel-v{kernel.get('version')}", id=record["wandb"].get("kernel_run"),
-            resume="allow", dir=str(cfg.kernel_layout.root), tags=list(cfg.wandb.tags),
-            config={"experiment": config_to_dict(cfg), "dataset": record["dataset"], "kernel_id": kernel["id"],
-                    "git_commit": record["git_commit"], "training_runs": record["wandb"]["training_runs"]},
+            mode=cfg.wandb.mode,
+            project=cfg.wandb.project,
+            entity=cfg.wandb.entity or None,
+            group=cfg.name,
+            job_type="kernel",
+            name=f"{cfg.name}/kernel-v{kernel.get('version')}",
+            id=record["wandb"].get("kernel_run"),
+            resume="allow",
+            dir=str(cfg.kernel_layout.root),
+            tags=list(cfg.wandb.tags),
+            config={
+                "experiment": config_to_dict(cfg),
+                "dataset": record["dataset"],
+                "kernel_id": kernel["id"],
+                "git_commit": record["git_commit"],
+                "training_runs": record["wandb"]["training_runs"],
+            },
             settings=wandb.Settings(console="off", silent=True),
-        )  # fmt: skip
-        run.summary.update({"kernel_version": kernel.get("version"), "kernel_status": kernel.get("status"),
-                            "dataset_version": record["dataset"].get("version")})  # fmt: skip
+        )
+        run.summary.update(
+            {
+                "kernel_version": kernel.get("version"),
+                "kernel_status": kernel.get("status"),
+                "dataset_version": record["dataset"].get("version"),
+            }
+        )
         csv = Path(kernel.get("output_dir") or "/nonexistent") / SUBMISSION_CSV
         if csv.is_file():
             meta = {"kernel": kernel["id"], "kernel_version": kernel.get("version")}

@@ -33,8 +33,16 @@ log = logging.getLogger(__name__)
 __all__ = ["RehearsalResult", "make_kaggle_root", "make_venv", "offline_env", "run_offline", "rehearse"]
 
 ENV_ROOT = "KSEG_KAGGLE_ROOT"
-PASS_THROUGH = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS", "LD_LIBRARY_PATH")  # fmt: skip
+PASS_THROUGH = (
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "LD_LIBRARY_PATH",
+)
 
 
 @dataclass
@@ -84,8 +92,11 @@ def make_venv(folder: Path) -> tuple[Path, Path]:
     python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, env={"PATH": os.environ.get("PATH", "")},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
     site_packages = Path(out.stdout.strip())
     (site_packages / "_kseg_host_packages.pth").write_text("\n".join(_host_site_dirs()) + "\n")
     return python, site_packages
@@ -95,19 +106,34 @@ def offline_env(root: Path, home: Path, venv_dir: Path) -> dict[str, str]:
     """A minimal environment: the venv first on PATH, private HOME/TMPDIR, no proxies, pip config ignored."""
     env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
     bin_dir = venv_dir / ("Scripts" if os.name == "nt" else "bin")
-    env.update({
-        "PATH": f"{bin_dir}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
-        "HOME": str(home), "TMPDIR": str(home / "tmp"), ENV_ROOT: str(root), "VIRTUAL_ENV": str(venv_dir),
-        "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "WANDB_MODE": "disabled", "TORCH_HOME": str(home / "torch"), "HF_HOME": str(home / "hf"),
-        "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
-    })  # fmt: skip
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            ENV_ROOT: str(root),
+            "VIRTUAL_ENV": str(venv_dir),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INDEX": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "WANDB_MODE": "disabled",
+            "TORCH_HOME": str(home / "torch"),
+            "HF_HOME": str(home / "hf"),
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",
+        }
+    )
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     return env
 
 
 def run_offline(
-    cmd: list[str], isolation: str, env: dict[str, str], cwd: Path, log_path: Path, timeout: float | None = None,
+    cmd: list[str],
+    isolation: str,
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    timeout: float | None = None,
     echo: bool = True,
 ) -> int:
     """Run ``cmd`` with the network cut (``unshare`` prefix for that mode), teeing output to ``log_path``."""
@@ -115,8 +141,9 @@ def run_offline(
     log.info("running offline (%s): %s", isolation, " ".join(full))
     deadline = None if timeout is None else time.monotonic() + timeout
     with open(log_path, "w") as logf:
-        proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                bufsize=1)  # fmt: skip
+        proc = subprocess.Popen(
+            full, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             logf.write(line)
@@ -189,8 +216,15 @@ def rehearse(
         else:
             shutil.rmtree(work, ignore_errors=True)
     result = RehearsalResult(not problems, rc, seconds, mode, log_path, submission, problems, work if keep else None)
-    write_json(build.rehearsal_record, {
-        "passed": result.passed, "returncode": rc, "seconds": round(seconds, 1), "isolation": mode,
-        "problems": problems, "script": str(script),
-    })  # fmt: skip
+    write_json(
+        build.rehearsal_record,
+        {
+            "passed": result.passed,
+            "returncode": rc,
+            "seconds": round(seconds, 1),
+            "isolation": mode,
+            "problems": problems,
+            "script": str(script),
+        },
+    )
     return result

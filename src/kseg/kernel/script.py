@@ -10,8 +10,17 @@ __all__ = ["TEMPLATE", "SETTINGS_MARK", "render_script"]
 
 TEMPLATE = Path(__file__).with_name("script_template.py")
 SETTINGS_MARK = "SETTINGS: dict = {}  # @kseg-settings: replaced by kseg kernel build"
-REQUIRED = ("experiment", "runs", "dataset_slug", "competition_dirs", "sample_submission", "test_images",
-            "config", "predict_args", "overrides")  # fmt: skip
+REQUIRED = (
+    "experiment",
+    "runs",
+    "dataset_slug",
+    "competition_dirs",
+    "sample_submission",
+    "test_images",
+    "config",
+    "predict_args",
+    "overrides",
+)
 
 
 def render_script(settings: dict[str, Any]) -> str:

@@ -100,8 +100,20 @@ def install_wheels(wheels: Path) -> list:
     files = sorted(wheels.glob("*.whl"))
     if not files:
         raise SystemExit(f"no wheels in {wheels}")
-    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), "--no-deps",
-           "--force-reinstall", "--no-warn-script-location", "--disable-pip-version-check", "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "--no-deps",
+        "--force-reinstall",
+        "--no-warn-script-location",
+        "--disable-pip-version-check",
+        "-q",
+    ]
     log(f"installing {len(files)} wheels: {', '.join(f.name for f in files)}")
     subprocess.run(cmd + [str(f) for f in files], check=True)
     importlib.invalidate_caches()
@@ -131,8 +143,9 @@ def check_requirements(dists: list) -> None:
             if req.specifier and not req.specifier.contains(have, prereleases=True):
                 problems.append(f"{dist} needs {req}: found {req.name} {have}")
     if problems:
-        raise SystemExit("missing dependencies (add their wheels to kernel.wheels and rebuild):\n  "
-                         + "\n  ".join(problems))  # fmt: skip
+        raise SystemExit(
+            "missing dependencies (add their wheels to kernel.wheels and rebuild):\n  " + "\n  ".join(problems)
+        )
 
 
 def kseg(*args: str) -> None:
@@ -151,8 +164,11 @@ def main() -> None:
     log(f"dataset {dataset}; competition data {competition}")
     manifest = json.loads((dataset / MANIFEST).read_text())
     scratch = Path(tempfile.mkdtemp(prefix="kseg-"))
-    folders = {".": dataset, "runs": materialize(dataset, "runs", scratch),
-               "wheels": materialize(dataset, "wheels", scratch)}  # fmt: skip
+    folders = {
+        ".": dataset,
+        "runs": materialize(dataset, "runs", scratch),
+        "wheels": materialize(dataset, "wheels", scratch),
+    }
     check_files(manifest, folders)
     check_requirements(install_wheels(folders["wheels"]))
     spec = importlib.util.find_spec("kseg")
@@ -161,8 +177,14 @@ def main() -> None:
     working.mkdir(parents=True, exist_ok=True)
     out = working / "submission.csv"
     config = str(dataset / SETTINGS["config"])
-    overrides = [f"runs_dir={folders['runs']}", f"data.root={competition}", f"data.folds_csv={scratch / 'folds.csv'}",
-                 "wandb.mode=disabled", "model.encoder_weights=none", *SETTINGS["overrides"]]  # fmt: skip
+    overrides = [
+        f"runs_dir={folders['runs']}",
+        f"data.root={competition}",
+        f"data.folds_csv={scratch / 'folds.csv'}",
+        "wandb.mode=disabled",
+        "model.encoder_weights=none",
+        *SETTINGS["overrides"],
+    ]
     runs = SETTINGS["runs"]
     run_args = ["--runs", *runs] if runs != [SETTINGS["experiment"]] else []
     kseg("predict", "-c", config, "--out", str(out), "--no-progress", *SETTINGS["predict_args"], *run_args, *overrides)

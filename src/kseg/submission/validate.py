@@ -141,8 +141,9 @@ def overlap_problems(
         cls_of, row_of = group["cls"].to_numpy(), group["row"].to_numpy() + 2
         listed = "; ".join(
             f"{spec.labels[cls_of[i]]} (row {row_of[i]}) and {spec.labels[cls_of[j]]} (row {row_of[j]}): {pairs[i, j]}"
-            for i, j in zip(a, b) if pairs[i, j] > 0
-        )  # fmt: skip
+            for i, j in zip(a, b, strict=True)
+            if pairs[i, j] > 0
+        )
         problems.append(
             f"image {image!r}: {int(shared.sum())} pixel(s) claimed by more than one class, but the classes of "
             f"{spec.name} are exclusive (competition.exclusive: each pixel in at most one class); shared "

@@ -128,7 +128,9 @@ class SubmissionWriter:
             self.abort()
             shown = ", ".join(repr(m) for m in missing[:5])
             more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-            raise ValueError(f"submission incomplete: {len(missing)} image(s) of the sample have no prediction: {shown}{more}")
+            raise ValueError(
+                f"submission incomplete: {len(missing)} image(s) of the sample have no prediction: {shown}{more}"
+            )
         path = self._out.commit()
         log.info("wrote %s (%d rows)", path, len(self._rles))
         return path
@@ -137,7 +139,7 @@ class SubmissionWriter:
         """Drop the temp file; nothing appears at the output path."""
         self._out.abort()
 
-    def __enter__(self) -> "SubmissionWriter":
+    def __enter__(self) -> SubmissionWriter:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -209,7 +211,7 @@ class TrainCsvWriter:
     def abort(self) -> None:
         self._out.abort()
 
-    def __enter__(self) -> "TrainCsvWriter":
+    def __enter__(self) -> TrainCsvWriter:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -116,7 +116,11 @@ def build_fold_data(
     # its own generator: a loader without one draws its worker seed from the global torch RNG on every new
     # iterator (once with persistent workers, every epoch without), so dropout would depend on num_workers
     val_loader = DataLoader(
-        val_ds, batch_size=cfg.data.val_batch_size or 2 * bs, sampler=val_index, shuffle=False,
-        generator=torch.Generator().manual_seed(cfg.train.seed), **common,
-    )  # fmt: skip
+        val_ds,
+        batch_size=cfg.data.val_batch_size or 2 * bs,
+        sampler=val_index,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+        **common,
+    )
     return FoldData(train_loader, val_loader, sampler, generator, val_ds, list(val_ds.ids), val_index)

@@ -185,7 +185,11 @@ class FoldRun:
         val_loss, score, keep, res = self._validate(epoch)
         self.trainer.schedule.step_epoch(score)
         row = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, "val_metric": score,
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_metric": score,
             "seconds": round(time.time() - t0, 3),
         }
         self.progress.record(row, self.cfg.train.patience)
@@ -211,8 +215,15 @@ class FoldRun:
         writer = OofWriter(fold_dir / OOF_FILE, self.shape) if self.shape[0] else None
         try:
             res = validate(
-                eval_model, data.val_loader, data.val_index, self.trainer.loss_fn, self.truth, writer, cfg,
-                self.trainer.rt, desc=f"{fold_dir_name(self.fold)} ep{epoch + 1} val",
+                eval_model,
+                data.val_loader,
+                data.val_index,
+                self.trainer.loss_fn,
+                self.truth,
+                writer,
+                cfg,
+                self.trainer.rt,
+                desc=f"{fold_dir_name(self.fold)} ep{epoch + 1} val",
                 n_images=cfg.train.log_images if info.is_main else 0,
             )
             val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
@@ -237,8 +248,16 @@ class FoldRun:
         self.tracker.log({**logged, f"val/{metric}": score}, step=epoch)
         self.tracker.log_images(res.images, step=epoch)
         log.info(
-            "fold %d epoch %d/%d: lr %.2e train_loss %.4f val_loss %.4f val_%s %.4f%s (%.0fs)", self.fold, epoch,
-            t.epochs, row["lr"], row["train_loss"], row["val_loss"], metric, score, " *" if keep else "",
+            "fold %d epoch %d/%d: lr %.2e train_loss %.4f val_loss %.4f val_%s %.4f%s (%.0fs)",
+            self.fold,
+            epoch,
+            t.epochs,
+            row["lr"],
+            row["train_loss"],
+            row["val_loss"],
+            metric,
+            score,
+            " *" if keep else "",
             row["seconds"],
         )
 
@@ -274,8 +293,9 @@ def _build_trainer(cfg: Config, fold: int, resume: bool, data: FoldData, rt: Run
     return trainer
 
 
-def _store_oof(writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo,
-               res: ValOutput) -> None:  # fmt: skip
+def _store_oof(
+    writer: OofWriter | None, improved: bool, fold_dir: Path, data: FoldData, info: D.DistInfo, res: ValOutput
+) -> None:
     """Keep this epoch's OOF as ``oof.npy`` (+ ``oof_aux.npy`` with an aux head) when it is kept (``improved``:
     a better metric, or any epoch with ``train.select=last``; merging rank parts under DDP), else drop it."""
     aux = res.aux_array()
@@ -314,8 +334,9 @@ def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str
     try:
         path = Path(template.format(fold=fold, runs_dir=runs_dir))
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"train.init_from: {template!r} is not a path template (only {{fold}} and {{runs_dir}} "
-                         f"are filled in): {e}") from e  # fmt: skip
+        raise ValueError(
+            f"train.init_from: {template!r} is not a path template (only {{fold}} and {{runs_dir}} are filled in): {e}"
+        ) from e
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: checkpoint {path} not found (fold {fold}; train that stage first)")
     ckpt = torch_load(path, map_location="cpu")
@@ -325,10 +346,18 @@ def init_weights(model: torch.nn.Module, template: str, fold: int, runs_dir: str
         model.load_state_dict(validated_state_dict(ckpt, path)[0])  # last.pt of an EMA run: its EMA weights
     except RuntimeError as e:
         saved = ckpt.get("config", {}).get("model", {})
-        raise ValueError(f"train.init_from: {path} ({saved.get('arch')}/{saved.get('encoder')}, aux_head="
-                         f"{saved.get('aux_head')}) does not fit this model: {str(e)[:300]}") from e  # fmt: skip
-    log.info("fold %d: weights initialised from %s (epoch %s, %s %s)", fold, path, ckpt.get("epoch"),
-             ckpt.get("metric"), ckpt.get("score"))  # fmt: skip
+        raise ValueError(
+            f"train.init_from: {path} ({saved.get('arch')}/{saved.get('encoder')}, aux_head="
+            f"{saved.get('aux_head')}) does not fit this model: {str(e)[:300]}"
+        ) from e
+    log.info(
+        "fold %d: weights initialised from %s (epoch %s, %s %s)",
+        fold,
+        path,
+        ckpt.get("epoch"),
+        ckpt.get("metric"),
+        ckpt.get("score"),
+    )
     return path
 
 

@@ -56,17 +56,24 @@ class EpochCounts:
         if self.nonfinite:
             log.warning(
                 "%s: skipped %d of %d batches with a non-finite loss (train.skip_nonfinite=true)",
-                desc, self.nonfinite, n_batches,
+                desc,
+                self.nonfinite,
+                n_batches,
             )
         if self.amp_skipped:
             log.warning(
                 "%s: GradScaler skipped %d of %d optimizer steps (inf/NaN gradients under AMP)",
-                desc, self.amp_skipped, math.ceil(n_batches / accumulate),
+                desc,
+                self.amp_skipped,
+                math.ceil(n_batches / accumulate),
             )
         if self.bad_images or self.empty_batches:
             log.warning(
                 "%s: %d unreadable image(s) left out of their batches, %d batch(es) with no readable image skipped "
-                "(data.on_bad_image=skip)", desc, self.bad_images, self.empty_batches,
+                "(data.on_bad_image=skip)",
+                desc,
+                self.bad_images,
+                self.empty_batches,
             )
 
 
@@ -99,7 +106,10 @@ def train_epoch(trainer: Trainer, net: nn.Module, loader: Iterable[Any], desc: s
                 if counts.amp_skipped == 1:
                     log.warning(
                         "%s batch %d: AMP found inf/NaN gradients; GradScaler skipped the optimizer step and lowered "
-                        "its scale to %g", desc, i, trainer.scaler.get_scale(),
+                        "its scale to %g",
+                        desc,
+                        i,
+                        trainer.scaler.get_scale(),
                     )
             skipped = has_grad = False
         if counts.count and trainer.rt.progress:
@@ -182,6 +192,7 @@ class ValOutput:
 
     def stats(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(positions, inter, pred_area, true_area) with stats arrays [n, C]."""
+
         def cat(a: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(a) if a else np.zeros((0, 0), dtype=np.int64)
 
@@ -236,7 +247,12 @@ def validate(
         if len(res.images) < n_images:
             small = (probs > thr).cpu().numpy()
             for j in range(min(b, n_images - len(res.images))):
-                res.images.append((display_image(x[j].float().cpu().numpy()), label_map(small[j]),
-                                   label_map(batch["mask"][j].numpy() > 0.5)))  # fmt: skip
+                res.images.append(
+                    (
+                        display_image(x[j].float().cpu().numpy()),
+                        label_map(small[j]),
+                        label_map(batch["mask"][j].numpy() > 0.5),
+                    )
+                )
         offset += b
     return res

@@ -55,7 +55,9 @@ def check_encoder(name: str) -> None:
             return
         close = difflib.get_close_matches(name[3:], timm.list_models(), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join('tu-' + c for c in close)}?" if close else ""
-        raise ConfigError(f"model.encoder: {name!r}: timm has no model {name[3:]!r}{hint} (valid: tu-<timm.list_models()>)")
+        raise ConfigError(
+            f"model.encoder: {name!r}: timm has no model {name[3:]!r}{hint} (valid: tu-<timm.list_models()>)"
+        )
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ConfigError(
@@ -80,9 +82,11 @@ def check_input_size(cfg: Config, model: torch.nn.Module) -> None:
         size = list(cfg.data.image_size)
         if any(s % stride for s in size):
             fit = [-(-s // stride) * stride for s in size]
-            raise ConfigError(f"data.image_size: {size} is not divisible by {stride}, the output stride of "
-                              f"{cfg.model.arch}/{cfg.model.encoder}; use e.g. {fit} (with data.resize=pad images "
-                              "are reflect-padded up to it)")  # fmt: skip
+            raise ConfigError(
+                f"data.image_size: {size} is not divisible by {stride}, the output stride of "
+                f"{cfg.model.arch}/{cfg.model.encoder}; use e.g. {fit} (with data.resize=pad images "
+                "are reflect-padded up to it)"
+            )
 
 
 def check_names(cfg: Config) -> torch.nn.Module:
@@ -134,8 +138,11 @@ def check_writable(folder: Path) -> None:
     if not base.is_dir():
         raise OutputError(errno.ENOTDIR, f"output path {base} is not a folder (runs_dir / experiment name)", str(base))
     if not _writable(base):
-        raise OutputError(errno.EACCES, f"output folder {base} is read-only: make it writable or set runs_dir= "
-                                            "to a writable folder", str(base))  # fmt: skip
+        raise OutputError(
+            errno.EACCES,
+            f"output folder {base} is read-only: make it writable or set runs_dir= to a writable folder",
+            str(base),
+        )
     probe = base / f".kseg-write-probe-{os.getpid()}"
     try:
         with open(probe, "wb") as f:
@@ -143,8 +150,11 @@ def check_writable(folder: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise OutputError(e.errno, f"cannot write to output folder {base} ({e.strerror}): free space or set runs_dir= "
-                               "to another folder", str(base)) from e  # fmt: skip
+        raise OutputError(
+            e.errno,
+            f"cannot write to output folder {base} ({e.strerror}): free space or set runs_dir= to another folder",
+            str(base),
+        ) from e
     finally:
         probe.unlink(missing_ok=True)
 
@@ -178,9 +188,13 @@ def check_space(folder: Path, need: int, freed: int = 0) -> None:
     base = _existing_ancestor(folder)
     free = shutil.disk_usage(base).free
     if free + freed < need:
-        raise OutputError(errno.ENOSPC, f"not enough disk space for {folder}: training needs about {_human(need)} "
-                                    f"(checkpoints + OOF), {_human(free)} free on {base}; free space or set runs_dir= "
-                                    "to another disk", str(folder))  # fmt: skip
+        raise OutputError(
+            errno.ENOSPC,
+            f"not enough disk space for {folder}: training needs about {_human(need)} "
+            f"(checkpoints + OOF), {_human(free)} free on {base}; free space or set runs_dir= "
+            "to another disk",
+            str(folder),
+        )
 
 
 def check_output(cfg: Config, folds: Sequence[int], model: torch.nn.Module) -> None:
@@ -190,7 +204,9 @@ def check_output(cfg: Config, folds: Sequence[int], model: torch.nn.Module) -> N
     check_writable(cfg.run_dir)
     table = read_folds(cfg)
     val_sizes = {k: int((table.fold == k).sum()) for k in folds}
-    freed = sum((cfg.fold_dir(k) / a).stat().st_size for k in folds for a in ARTEFACTS if (cfg.fold_dir(k) / a).is_file())
+    freed = sum(
+        (cfg.fold_dir(k) / a).stat().st_size for k in folds for a in ARTEFACTS if (cfg.fold_dir(k) / a).is_file()
+    )
     check_space(cfg.run_dir, estimate_bytes(cfg, model, val_sizes), freed)
 
 

@@ -24,8 +24,12 @@ class Runtime:
     @classmethod
     def from_config(cls, cfg: Config, info: DistInfo) -> Runtime:
         cuda = info.device.type == "cuda"
-        return cls(info.device, amp=cfg.train.amp and cuda, channels_last=cfg.train.channels_last and cuda,
-                   progress=info.is_main)  # fmt: skip
+        return cls(
+            info.device,
+            amp=cfg.train.amp and cuda,
+            channels_last=cfg.train.channels_last and cuda,
+            progress=info.is_main,
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)

@@ -41,7 +41,7 @@ class Progress:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Progress":
+    def from_dict(cls, d: dict[str, Any]) -> Progress:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def improves(self, score: float) -> bool:
@@ -80,8 +80,10 @@ def load_last(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     """The ``last.pt`` payload (weights-only unpickling); checks the keys ``--resume`` needs."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {path} not found (no finished epoch to resume from): "
-                                "run without --resume to train the fold from the start")  # fmt: skip
+        raise FileNotFoundError(
+            f"--resume: {path} not found (no finished epoch to resume from): "
+            "run without --resume to train the fold from the start"
+        )
     try:
         ckpt = torch_load(path, map_location=map_location)
     except CorruptFileError as e:

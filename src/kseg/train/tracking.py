@@ -63,10 +63,13 @@ class WandbTracker(Tracker):
             import wandb
 
             items = [
-                wandb.Image(img, masks={
-                    "prediction": {"mask_data": pred, "class_labels": self.class_labels},
-                    "ground_truth": {"mask_data": true, "class_labels": self.class_labels},
-                })  # fmt: skip
+                wandb.Image(
+                    img,
+                    masks={
+                        "prediction": {"mask_data": pred, "class_labels": self.class_labels},
+                        "ground_truth": {"mask_data": true, "class_labels": self.class_labels},
+                    },
+                )
                 for img, pred, true in images
             ]
             self.run.log({"val/examples": items}, step=step)

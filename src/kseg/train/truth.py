@@ -22,8 +22,12 @@ from kseg.data.rle import KAGGLE, RleDialect
 
 
 def truth_masks(
-    rles: Sequence[str], native: tuple[int, int], size: tuple[int, int], image_id: str = "",
-    dialect: RleDialect = KAGGLE, exclusive: bool = False,
+    rles: Sequence[str],
+    native: tuple[int, int],
+    size: tuple[int, int],
+    image_id: str = "",
+    dialect: RleDialect = KAGGLE,
+    exclusive: bool = False,
 ) -> np.ndarray:
     """RLE per class (at ``native`` (H, W)) -> uint8 [C, H, W] at ``size`` (``resize_masks``, one-hot if exclusive)."""
     masks = decode_masks(list(rles), native, image_id, dialect)  # [H, W, C]

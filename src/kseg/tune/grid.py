@@ -33,7 +33,7 @@ class Grid:
     top_thresholds: tuple[float | None, ...] = (None,)
 
     def __post_init__(self) -> None:
-        for axis, name, values in zip(AXES, CONFIG_NAMES, self.axes):
+        for axis, name, values in zip(AXES, CONFIG_NAMES, self.axes, strict=True):
             if not values:
                 raise ValueError(f"tune.{name}: no values")
             for v in values:
@@ -45,7 +45,7 @@ class Grid:
                 raise ValueError(f"tune.{name}: duplicate values in {list(values)}")
 
     @classmethod
-    def from_config(cls, tune: TuneConfig) -> "Grid":
+    def from_config(cls, tune: TuneConfig) -> Grid:
         """The grid of ``cfg.tune`` (top thresholds only with ``tune.triplet``)."""
         tops: tuple[float | None, ...] = (None,) + (tuple(tune.top_thresholds) if tune.triplet else ())
         return cls(
@@ -60,9 +60,13 @@ class Grid:
     @property
     def axes(self) -> tuple[tuple[Any, ...], ...]:
         return (
-            self.thresholds, self.min_sizes, self.min_areas,
-            self.max_prob_gates, self.aux_gates, self.top_thresholds,
-        )  # fmt: skip
+            self.thresholds,
+            self.min_sizes,
+            self.min_areas,
+            self.max_prob_gates,
+            self.aux_gates,
+            self.top_thresholds,
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -79,13 +83,13 @@ class Grid:
     def params(self, index: int) -> ClassParams:
         """``ClassParams`` of flat cell ``index``."""
         idx = np.unravel_index(int(index), self.shape)
-        return ClassParams(**{axis: values[i] for axis, values, i in zip(AXES, self.axes, idx)})
+        return ClassParams(**{axis: values[i] for axis, values, i in zip(AXES, self.axes, idx, strict=True)})
 
     def default_cell(self) -> int | None:
         """Flat index of the untuned default ``ClassParams()`` (threshold 0.5, nothing else), None if absent."""
         default = ClassParams()
         try:
-            idx = tuple(values.index(getattr(default, axis)) for axis, values in zip(AXES, self.axes))
+            idx = tuple(values.index(getattr(default, axis)) for axis, values in zip(AXES, self.axes, strict=True))
         except ValueError:
             return None
         return int(np.ravel_multi_index(idx, self.shape))
@@ -109,8 +113,8 @@ class Grid:
 
     def cells(self) -> list[ClassParams]:
         """Every cell's ``ClassParams`` in flat (C) order."""
-        return [ClassParams(**dict(zip(AXES, combo))) for combo in itertools.product(*self.axes)]
+        return [ClassParams(**dict(zip(AXES, combo, strict=True))) for combo in itertools.product(*self.axes)]
 
     def to_dict(self) -> dict[str, list]:
         """Values per axis under the ``tune`` config names (thresholds, min_sizes, ...)."""
-        return {name: list(values) for name, values in zip(CONFIG_NAMES, self.axes)}
+        return {name: list(values) for name, values in zip(CONFIG_NAMES, self.axes, strict=True)}

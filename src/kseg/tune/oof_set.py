@@ -195,16 +195,19 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
         if wrong.any():
             row = int(np.flatnonzero(wrong.to_numpy())[0])
             has = "is not in" if pd.isna(got.iloc[row]) else f"is in fold {int(got.iloc[row])} of"
-            raise ValueError(f"{where}: row {row + 2}: OOF image {ids.iloc[row]!r} of fold {f.fold} {has} "
-                             f"{cfg.folds_path}: these OOF predictions come from other folds; retrain "
-                             f"(`kseg train --fold all`) or restore the folds.csv they were trained on")  # fmt: skip
+            raise ValueError(
+                f"{where}: row {row + 2}: OOF image {ids.iloc[row]!r} of fold {f.fold} {has} "
+                f"{cfg.folds_path}: these OOF predictions come from other folds; retrain "
+                f"(`kseg train --fold all`) or restore the folds.csv they were trained on"
+            )
         missing = sorted(set(folds.image_id[folds.fold == f.fold]) - set(f.ids))
         if missing:
-            msg = (f"{where}: fold {f.fold} of {cfg.folds_path} has {len(missing)} image(s) without an OOF "
-                   f"prediction, e.g. {missing[0]!r}")
+            msg = (
+                f"{where}: fold {f.fold} of {cfg.folds_path} has {len(missing)} image(s) without an OOF "
+                f"prediction, e.g. {missing[0]!r}"
+            )
             if cfg.data.on_bad_image != "skip":
-                raise ValueError(msg + "; retrain the fold (`kseg train --fold "
-                                 f"{f.fold}`) with this folds.csv")  # fmt: skip
+                raise ValueError(msg + f"; retrain the fold (`kseg train --fold {f.fold}`) with this folds.csv")
             log.warning("%s (dropped as unreadable under data.on_bad_image=skip)", msg)
 
 

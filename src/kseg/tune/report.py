@@ -33,19 +33,23 @@ def selection_note(selection: dict[str, str]) -> str:
     plateau = sorted(r for r, s in selection.items() if s == "last+plateau")
     if picked:
         which = "" if len(picked) == len(selection) else f" of {', '.join(picked)}"
-        return (f"the CV score is optimistic: each fold's checkpoint and OOF{which} are the epoch with the best "
-                "score on that same held fold (train.select=best); for an estimate with no selection on the held "
-                "fold, train with train.select=last (train.patience=0)")  # fmt: skip
+        return (
+            f"the CV score is optimistic: each fold's checkpoint and OOF{which} are the epoch with the best "
+            "score on that same held fold (train.select=best); for an estimate with no selection on the held "
+            "fold, train with train.select=last (train.patience=0)"
+        )
     if plateau:
-        return (f"OOF of the last epoch (train.select=last), but the plateau schedule of {', '.join(plateau)} "
-                "followed the held fold's metric: the CV score is slightly optimistic")  # fmt: skip
+        return (
+            f"OOF of the last epoch (train.select=last), but the plateau schedule of {', '.join(plateau)} "
+            "followed the held fold's metric: the CV score is slightly optimistic"
+        )
     return "OOF of each fold's last epoch (train.select=last): no epoch was selected on the held fold"
 
 
 def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> dict:
     """The content of ``postprocess.json`` (``oof_tta``: the TTA of the OOF it was tuned on, "" = training's)."""
     classes = []
-    for name, params, ch in zip(result.classes, result.params, result.choices):
+    for name, params, ch in zip(result.classes, result.params, result.choices, strict=True):
         classes.append(
             {
                 "name": name,
@@ -64,7 +68,11 @@ def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> 
         "oof_tta": oof_tta or "none",
         "exclusive": result.exclusive,
         "fold_images": result.table.counts.tolist(),
-        "scores": {"default": _num(result.score_default), "tuned": _num(result.score_tuned), "cv": _num(result.score_cv)},
+        "scores": {
+            "default": _num(result.score_default),
+            "tuned": _num(result.score_tuned),
+            "cv": _num(result.score_cv),
+        },
         "epoch_selection": result.selection,
         "cv_note": selection_note(result.selection),
         "classes": classes,
@@ -99,7 +107,9 @@ def plot_class(result: TuneResult, c: int, path: Path) -> None:
     chosen = np.unravel_index(result.choices[c].cell, grid.shape)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for si, size in enumerate(grid.min_sizes):
-        ax.plot(grid.thresholds, means[(slice(None), si) + tuple(chosen[2:])], marker="o", ms=3, label=f"min_size {size}")
+        ax.plot(
+            grid.thresholds, means[(slice(None), si) + tuple(chosen[2:])], marker="o", ms=3, label=f"min_size {size}"
+        )
     ax.axhline(result.choices[c].score_default, color="grey", ls="--", lw=1, label="default (thr 0.5)")
     ax.plot(grid.thresholds[chosen[0]], means[chosen], "r*", ms=12, label="chosen")
     rest = ", ".join(f"{a}={grid.axes[i][chosen[i]]}" for i, a in enumerate(AXES) if i >= 2 and len(grid.axes[i]) > 1)
@@ -120,7 +130,9 @@ def write_outputs(cfg: Config, result: TuneResult, plots: bool = True) -> dict[s
     """Write postprocess.json, tune.csv and tune_<class>.png into ``cfg.run_dir``; returns the paths."""
     out = cfg.layout
     paths = {"postprocess": out.postprocess, "csv": out.tune_csv}
-    atomic_write_text(paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name, cfg.tune.oof_tta), indent=2) + "\n")
+    atomic_write_text(
+        paths["postprocess"], json.dumps(postprocess_dict(result, cfg.name, cfg.tune.oof_tta), indent=2) + "\n"
+    )
     atomic_write_text(paths["csv"], grid_frame(result).to_csv(index=False))
     if plots:
         for c, name in enumerate(result.classes):

@@ -87,7 +87,9 @@ def _check_size(cfg: Config, oof: OOFSet) -> None:
     spec = cfg.competition
     c, h, w = oof.shape
     if c != spec.num_classes:
-        raise ValueError(f"OOF of {oof.names[0]} has {c} class channels, competition {spec.name} has {spec.num_classes}")
+        raise ValueError(
+            f"OOF of {oof.names[0]} has {c} class channels, competition {spec.name} has {spec.num_classes}"
+        )
     if spec.submission_size and (h, w) != tuple(spec.submission_size):
         raise ValueError(
             f"OOF of {oof.names[0]} is {h}x{w}, but competition {spec.name} submits at "
@@ -122,9 +124,19 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
     n_chunks = sum(math.ceil(len(f.ids) / chunk_size) for f in oof.experiments[oof.names[0]])
     log.info(
         "tuning %d cells x %d classes on %d OOF images of %s (%d folds)",
-        grid.size, num_classes, len(oof), ", ".join(runs), len(oof.folds),
-    )  # fmt: skip
-    bar = tqdm(oof.chunks(chunk_size), total=n_chunks, desc="tune", unit="chunk", disable=None if progress is None else not progress)
+        grid.size,
+        num_classes,
+        len(oof),
+        ", ".join(runs),
+        len(oof.folds),
+    )
+    bar = tqdm(
+        oof.chunks(chunk_size),
+        total=n_chunks,
+        desc="tune",
+        unit="chunk",
+        disable=None if progress is None else not progress,
+    )
     for chunk in bar:
         n = len(chunk.ids)
         masks = truth.masks(chunk.ids, size)

@@ -81,9 +81,7 @@ def _sum_by_image(img: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.rint(np.bincount(img, weights=values, minlength=n)).astype(np.int64)
 
 
-def class_grid_stats(
-    q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None
-) -> ChunkStats:
+def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None) -> ChunkStats:
     """Statistics of every grid cell for one class.
 
     q: uint8 [n, H, W] quantized probabilities; truth: bool [n, H, W]; aux_q: uint8 [n] quantized
@@ -101,9 +99,11 @@ def class_grid_stats(
     truth_idx = [np.flatnonzero(truth[i]) for i in range(n)]
     true_area = np.array([t.size for t in truth_idx], dtype=np.int64)
     hist = np.stack([_histogram(q[i]) for i in range(n)]) if n else np.zeros((0, 256), np.int64)
-    thist = np.stack(
-        [np.bincount(q[i].ravel()[truth_idx[i]], minlength=256) for i in range(n)]
-    ) if n else np.zeros((0, 256), np.int64)  # fmt: skip
+    thist = (
+        np.stack([np.bincount(q[i].ravel()[truth_idx[i]], minlength=256) for i in range(n)])
+        if n
+        else np.zeros((0, 256), np.int64)
+    )
     above, tabove = above_counts(hist), above_counts(thist.astype(np.int64))
 
     n_t, n_s = len(grid.thresholds), len(grid.min_sizes)
