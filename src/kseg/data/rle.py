@@ -1,20 +1,13 @@
 """Kaggle run-length encoding (RLE): the project's only codec, one parameter set per competition.
 
-A mask is written as ``"start length start length ..."``. Competitions differ in four ways, held by
-:class:`RleDialect` (the ``rle:`` block of a competition spec):
-
-- ``order``: ``column`` numbers pixels top to bottom, then left to right (Fortran order; most Kaggle
-  competitions); ``row`` numbers them left to right, then top to bottom (Carvana, SenNet, UW-Madison).
-- ``starts``: ``absolute`` pixel numbers counted from ``base`` (1 on Kaggle), sorted ascending; or
-  ``relative``: each start is the number of background pixels since the end of the previous run (SIIM-ACR).
-- ``base``: the number of the first pixel for absolute starts (1, or 0).
-- ``empty``: what an empty mask is written as (``""``, ``"-1"``, ``"1 0"``, ``"-"``).
-
-Reading always accepts a blank cell (pandas NaN, None, ``""``) as an empty mask too; :func:`validate_rle`
-(the submission check) reports a blank cell when the dialect writes empty masks with a token.
-
-Every check on an RLE string lives in :func:`_problems`; :func:`validate_rle` returns its findings,
-:func:`decode` and :func:`rle_area` raise the first one. Messages name the dialect.
+A mask is ``"start length start length ..."``; competitions differ in four ways, held by :class:`RleDialect`
+(the ``rle:`` block of a competition spec): ``order`` (``column``: top to bottom, then left to right, most
+competitions; ``row``: left to right, then top to bottom, Carvana, SenNet, UW-Madison), ``starts``
+(``absolute`` pixel numbers from ``base``, sorted; ``relative``: background pixels since the previous run's
+end, SIIM-ACR), ``base`` (1 or 0) and ``empty`` (how an empty mask is written: ``""``, ``"-1"``, ``"1 0"``).
+Reading also accepts a blank cell (NaN, None, ``""``) as empty; :func:`validate_rle` (the submission check)
+reports one when the dialect writes a token. Every check lives in :func:`_problems`: :func:`validate_rle`
+returns its findings, :func:`decode` and :func:`rle_area` raise the first one; messages name the dialect.
 """
 
 from __future__ import annotations
@@ -103,8 +96,7 @@ class RleDialect:
         return _is_blank(rle) or (bool(self.empty) and isinstance(rle, str) and rle.strip() == self.empty)
 
 
-KAGGLE = RleDialect()
-"""The common Kaggle dialect: column-major, absolute 1-based starts, empty mask ''."""
+KAGGLE = RleDialect()  # the common Kaggle dialect: column-major, absolute 1-based starts, empty mask ''
 
 
 def _as_shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -120,11 +112,8 @@ def _as_shape(shape: Sequence[int]) -> tuple[int, int]:
 
 def _is_blank(rle: object) -> bool:
     """True for the blank encodings of an empty mask: None, NaN, '' or whitespace only."""
-    if rle is None:
-        return True
-    if isinstance(rle, float):
-        return math.isnan(rle)
-    return isinstance(rle, str) and not rle.strip()
+    blank_str = isinstance(rle, str) and not rle.strip()
+    return rle is None or blank_str or (isinstance(rle, float) and math.isnan(rle))
 
 
 def _parse(rle: str) -> tuple[np.ndarray | None, list[str]]:
