@@ -140,6 +140,109 @@ def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], build: Kern
     return shipped
 
 
+def _dataset_files(folder: Path, skip: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """(path relative to ``folder``, bytes) of every file under it but those named in ``skip``, sorted."""
+    return sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in skip
+    )
+
+
+def _resolve_user(user: str | None, warnings: list[str]) -> str | None:
+    """``user``, else the configured Kaggle username; warns (placeholder metadata) when there is none."""
+    user = user or kaggle_username()
+    if not user:
+        warnings.append(
+            f"no Kaggle username (KAGGLE_USERNAME or kaggle.json): metadata uses {PLACEHOLDER_USER!r} "
+            "until `kseg kernel push` fills in yours"
+        )
+    return user
+
+
+def _manifest(
+    cfg: Config,
+    names: KernelNames,
+    user: str | None,
+    shipped: dict,
+    predict_args: list[str],
+    wheel_dir: Path,
+    files: list[tuple[str, int]],
+) -> dict:
+    """The ``kseg-manifest.json`` contents: what was shipped, from which code, for which Kaggle ids."""
+    commit, dirty = git_state()
+    return {
+        "experiment": cfg.name,
+        "runs": shipped,
+        "competition": competition_slug(cfg),
+        "dataset_id": names.dataset_id,
+        "kernel_id": names.kernel_id,
+        "user_resolved": bool(user),
+        "kseg_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "predict_args": predict_args,
+        "wheels": sorted(p.name for p in wheel_dir.glob("*.whl")),
+        "files": dict(files),
+    }
+
+
+def _script_settings(cfg: Config, names: KernelNames, runs: list[str], predict_args: list[str]) -> dict:
+    """The ``SETTINGS`` the kernel script is rendered with."""
+    return {
+        "experiment": cfg.name,
+        "runs": runs,
+        "dataset_slug": names.dataset_slug,
+        "competition_dirs": list(dict.fromkeys([competition_slug(cfg), cfg.competition.name])),
+        "sample_submission": cfg.competition.sample_submission,
+        "test_images": cfg.competition.test_images,
+        "config": CONFIG,  # stage.config, relative to the dataset
+        "predict_args": predict_args,
+        "overrides": [],
+    }
+
+
+@dataclass(frozen=True)
+class _BuildRequest:
+    """The resolved arguments of one ``build_kernel`` call."""
+
+    names: KernelNames
+    user: str | None
+    runs: list[str]
+    folds: tuple[int, ...]
+    tta: str | None
+    wheels: tuple[str, ...]
+    cache_dir: Path | None
+    allow_postprocess_mismatch: bool
+
+
+def _write_stage(cfg: Config, req: _BuildRequest, stage: KernelLayout, warnings: list[str]) -> str:
+    """Write the whole build (dataset and kernel) into the empty ``stage``; returns the script's file name."""
+    dataset = stage.dataset
+    dataset.mkdir(parents=True)
+    stage.kernel.mkdir()
+    shipped = _ship_runs(cfg, req.runs, req.folds, stage, warnings)
+    mismatch = check_postprocess_ensemble(
+        cfg.layout.postprocess, shipped, req.tta or cfg.predict.tta, allow=req.allow_postprocess_mismatch
+    )
+    save_config(cfg, stage.config)
+    atomic_write_text(stage.competition, yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
+    wheel_dir = stage.wheels
+    build_kseg_wheel(wheel_dir)
+    fetch_wheels(req.wheels, wheel_dir, req.cache_dir)
+
+    folds = req.folds
+    predict_args = (["--tta", req.tta] if req.tta else []) + (["--folds", ",".join(map(str, folds))] if folds else [])
+    predict_args += [ALLOW_MISMATCH_FLAG] if mismatch else []  # allowed: the kernel must allow it too
+    files = _dataset_files(dataset)
+    write_json(stage.manifest, _manifest(cfg, req.names, req.user, shipped, predict_args, wheel_dir, files))
+    code_file = f"{req.names.kernel_slug}.py"
+    atomic_write_text(stage.kernel / code_file, render_script(_script_settings(cfg, req.names, req.runs, predict_args)))
+    write_metadata(cfg, req.names, stage, code_file)
+    return code_file
+
+
 def build_kernel(
     cfg: Config,
     runs: list[str] | None = None,
@@ -159,77 +262,29 @@ def build_kernel(
     """
     start = time.time()
     warnings: list[str] = []
-    user = user or kaggle_username()
-    if not user:
-        warnings.append(
-            f"no Kaggle username (KAGGLE_USERNAME or kaggle.json): metadata uses {PLACEHOLDER_USER!r} "
-            "until `kseg kernel push` fills in yours"
-        )
-    names = kernel_names(cfg, user or PLACEHOLDER_USER)
-    runs = list(dict.fromkeys(runs or [cfg.name]))
-    folds = tuple(folds) or tuple(cfg.predict.folds)
+    user = _resolve_user(user, warnings)
+    req = _BuildRequest(
+        names=kernel_names(cfg, user or PLACEHOLDER_USER),
+        user=user,
+        runs=list(dict.fromkeys(runs or [cfg.name])),
+        folds=tuple(folds) or tuple(cfg.predict.folds),
+        tta=tta,
+        wheels=tuple(cfg.kernel.wheels if wheels is None else wheels),
+        cache_dir=cache_dir,
+        allow_postprocess_mismatch=allow_postprocess_mismatch,
+    )
     out = cfg.kernel_layout
     stage = out.staging(os.getpid())
     shutil.rmtree(stage.root, ignore_errors=True)
-    dataset, kernel = stage.dataset, stage.kernel
     try:
-        dataset.mkdir(parents=True)
-        kernel.mkdir()
-        shipped = _ship_runs(cfg, runs, folds, stage, warnings)
-        mismatch = check_postprocess_ensemble(
-            cfg.layout.postprocess, shipped, tta or cfg.predict.tta, allow=allow_postprocess_mismatch
-        )
-        save_config(cfg, stage.config)
-        atomic_write_text(stage.competition, yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
-        wheel_dir = stage.wheels
-        build_kseg_wheel(wheel_dir)
-        fetch_wheels(tuple(cfg.kernel.wheels if wheels is None else wheels), wheel_dir, cache_dir)
-
-        predict_args = (["--tta", tta] if tta else []) + (["--folds", ",".join(map(str, folds))] if folds else [])
-        predict_args += [ALLOW_MISMATCH_FLAG] if mismatch else []  # allowed: the kernel must allow it too
-        files = sorted((p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob("*") if p.is_file())
-        commit, dirty = git_state()
-        manifest = {
-            "experiment": cfg.name,
-            "runs": shipped,
-            "competition": competition_slug(cfg),
-            "dataset_id": names.dataset_id,
-            "kernel_id": names.kernel_id,
-            "user_resolved": bool(user),
-            "kseg_version": __version__,
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "predict_args": predict_args,
-            "wheels": sorted(p.name for p in wheel_dir.glob("*.whl")),
-            "files": dict(files),
-        }
-        write_json(stage.manifest, manifest)
-        settings = {
-            "experiment": cfg.name,
-            "runs": runs,
-            "dataset_slug": names.dataset_slug,
-            "competition_dirs": list(dict.fromkeys([competition_slug(cfg), cfg.competition.name])),
-            "sample_submission": cfg.competition.sample_submission,
-            "test_images": cfg.competition.test_images,
-            "config": CONFIG,  # stage.config, relative to the dataset
-            "predict_args": predict_args,
-            "overrides": [],
-        }
-        code_file = f"{names.kernel_slug}.py"
-        atomic_write_text(kernel / code_file, render_script(settings))
-        write_metadata(cfg, names, stage, code_file)
+        code_file = _write_stage(cfg, req, stage, warnings)
         for built, final in ((stage.dataset, out.dataset), (stage.kernel, out.kernel)):
             shutil.rmtree(final, ignore_errors=True)
             os.replace(built, final)
     finally:
         shutil.rmtree(stage.root, ignore_errors=True)
 
-    files = sorted(
-        (p.relative_to(out.dataset).as_posix(), p.stat().st_size)
-        for p in out.dataset.rglob("*")
-        if p.is_file() and p.name not in UPLOAD_SKIPPED
-    )
+    files = _dataset_files(out.dataset, skip=UPLOAD_SKIPPED)
     total = sum(s for _, s in files)
     if total > DATASET_MAX_BYTES:
         warnings.append(
@@ -238,4 +293,4 @@ def build_kernel(
         )
     for w in warnings:
         log.warning("%s", w)
-    return BuildResult(out.root, names, files, out.kernel / code_file, warnings, time.time() - start)
+    return BuildResult(out.root, req.names, files, out.kernel / code_file, warnings, time.time() - start)

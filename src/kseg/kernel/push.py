@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,6 @@ from kseg.kernel.build import git_state
 from kseg.kernel.kaggle_cli import (
     TERMINAL_KERNEL_STATES,
     KaggleCLI,
-    KaggleCLIError,
-    parse_dataset_status,
     parse_dataset_upload,
     parse_kernel_output,
     parse_kernel_push,
@@ -34,32 +30,13 @@ from kseg.kernel.kaggle_cli import (
     parse_submit,
 )
 from kseg.kernel.metadata import competition_slug, read_json, write_json, write_metadata
-from kseg.kernel.slugs import kaggle_username, kernel_names
+from kseg.kernel.polling import Backoff, Sleep, poll_kernel, wait_dataset
+from kseg.kernel.slugs import KernelNames, kaggle_username, kernel_names
 from kseg.layout import SUBMISSION_CSV, RunLayout, flat_name, fold_dir_name
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Backoff", "load_record", "push", "refresh_status", "submit", "training_wandb_ids"]
-
-Sleep = Callable[[float], None]
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Polling schedule: ``first`` seconds, times ``factor`` after each poll, at most ``most``; give up after
-    ``timeout`` seconds."""
-
-    first: float = 15.0
-    factor: float = 1.5
-    most: float = 300.0
-    timeout: float = 10 * 3600.0
-    retries: int = 3  # consecutive failed polls tolerated (network blips)
-
-    def delays(self):
-        delay = self.first
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.most)
 
 
 def _now() -> str:
@@ -97,66 +74,6 @@ def training_wandb_ids(cfg: Config, runs: dict[str, list[int]]) -> dict[str, str
     return ids
 
 
-def _wait_dataset(cli: KaggleCLI, dataset_id: str, backoff: Backoff, sleep: Sleep) -> tuple[str, int | None]:
-    """Poll ``kaggle datasets status`` until the new version is ready; raises when it failed or timed out."""
-    start = time.monotonic()
-    use_json, failures = True, 0
-    for delay in backoff.delays():
-        res = cli("datasets", "status", dataset_id, *(["--format", "json"] if use_json else []))
-        if use_json and res.returncode == 2 and "unrecognized arguments" in res.stderr:
-            use_json = False  # kaggle CLI without --format: no version number
-            continue
-        try:
-            status, version = parse_dataset_status(res)
-            failures = 0
-        except KaggleCLIError:
-            failures += 1
-            if failures > backoff.retries:
-                raise
-            status, version = "unknown", None
-        log.info("dataset %s: %s", dataset_id, status)
-        if status == "ready":
-            return status, version
-        if status in ("failed", "deleted"):
-            raise KaggleCLIError(f"dataset {dataset_id}: processing ended with status {status!r}")
-        if time.monotonic() - start > backoff.timeout:
-            raise KaggleCLIError(f"dataset {dataset_id}: still {status!r} after {backoff.timeout:.0f}s")
-        sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _poll_kernel(
-    cli: KaggleCLI, kernel_id: str, backoff: Backoff, sleep: Sleep, on_status: Callable[[str, str | None], None]
-) -> tuple[str, str | None]:
-    """Poll ``kaggle kernels status`` until a terminal state or the timeout; returns the last (status, message)."""
-    start = time.monotonic()
-    failures = 0
-    status, message = "unknown", None
-    for delay in backoff.delays():
-        try:
-            status, message = parse_kernel_status(cli("kernels", "status", kernel_id))
-            failures = 0
-            on_status(status, message)
-        except KaggleCLIError as e:
-            failures += 1
-            if failures > backoff.retries:
-                raise
-            log.warning("status poll failed (%d/%d): %s", failures, backoff.retries, e)
-        log.info("kernel %s: %s", kernel_id, status)
-        if status in TERMINAL_KERNEL_STATES:
-            return status, message
-        if time.monotonic() - start > backoff.timeout:
-            log.warning(
-                "kernel %s still %s after %.0fs: check later with `kseg kernel status`",
-                kernel_id,
-                status,
-                backoff.timeout,
-            )
-            return status, message
-        sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def _fetch_output(cfg: Config, cli: KaggleCLI, kernel: dict[str, Any]) -> None:
     """``kaggle kernels output`` into ``kernels/<exp>/output/v<N>/``; records the files and checks the csv."""
     folder = cfg.kernel_layout.output(kernel.get("version"))
@@ -183,36 +100,30 @@ def _follow(cfg: Config, cli: KaggleCLI, record: dict[str, Any], backoff: Backof
         kernel.update(status=status, failure_message=message, checked_at=_now())
         _save_record(cfg, record)
 
-    _poll_kernel(cli, kernel["id"], backoff, sleep, on_status)
+    poll_kernel(cli, kernel["id"], backoff, sleep, on_status)
     if fetch and kernel.get("status") in TERMINAL_KERNEL_STATES:
         _fetch_output(cfg, cli, kernel)
     _save_record(cfg, record)
 
 
-def push(
-    cfg: Config,
-    message: str = "",
-    cli: KaggleCLI | None = None,
-    wait: bool = True,
-    backoff: Backoff = Backoff(),
-    fetch: bool = True,
-    sleep: Sleep = time.sleep,
-) -> dict[str, Any]:
-    """Upload ``kernels/<exp>/`` (dataset, then kernel) and, with ``wait``, follow the run; returns the record."""
-    cli = cli or KaggleCLI()
+def _check_build(cfg: Config) -> tuple[dict[str, Any], KernelNames]:
+    """The built kernel's manifest and its Kaggle names for the real user (metadata rewritten with them)."""
     build = cfg.kernel_layout
-    dataset_dir, kernel_dir = build.dataset, build.kernel
     if not build.kernel_metadata.is_file() or not build.manifest.is_file():
         raise FileNotFoundError(f"no built kernel in {build.root}: run `kseg kernel build -c <config>` first")
     manifest = read_json(build.manifest)
     if manifest.get("experiment") != cfg.name:
-        raise ValueError(f"{dataset_dir}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
+        raise ValueError(f"{build.dataset}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
     user = kaggle_username()
     if not user:
         raise ValueError("no Kaggle username: set KAGGLE_USERNAME/KAGGLE_KEY or put kaggle.json in KAGGLE_CONFIG_DIR")
     names = kernel_names(cfg, user)
     write_metadata(cfg, names, build, read_json(build.kernel_metadata)["code_file"])
+    return manifest, names
 
+
+def _new_record(cfg: Config, names: KernelNames, manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a new push record, the previous one less its submissions and history, which the new one carries over)."""
     previous = load_record(cfg)
     commit, dirty = git_state()
     record: dict[str, Any] = {
@@ -233,24 +144,47 @@ def push(
         "submissions": previous.pop("submissions", []),
         "history": previous.pop("history", []) + ([previous] if previous else []),
     }
-    notes = message or f"kseg {cfg.name} @ {(commit or 'no-git')[:10]}{' (dirty)' if dirty else ''}"
+    return record, previous
 
-    action = "version" if previous.get("dataset", {}).get("id") == names.dataset_id else "create"
+
+def _upload_dataset(cfg: Config, cli: KaggleCLI, dataset: dict[str, Any], previous: dict[str, Any], notes: str) -> None:
+    """``kaggle datasets create`` (first push) or ``datasets version``; sets the record's ``dataset`` url and action."""
+    dataset_dir = str(cfg.kernel_layout.dataset)
+    action = "version" if previous.get("dataset", {}).get("id") == dataset["id"] else "create"
     if action == "create":
-        res = cli("datasets", "create", "-p", str(dataset_dir), "--dir-mode", "zip")
+        res = cli("datasets", "create", "-p", dataset_dir, "--dir-mode", "zip")
         if res.returncode == 0 and "already in use" in res.stdout:
             action = "version"  # created earlier (another machine, or push.json removed)
         else:
-            record["dataset"]["url"] = parse_dataset_upload(res)
+            dataset["url"] = parse_dataset_upload(res)
     if action == "version":
-        res = cli("datasets", "version", "-p", str(dataset_dir), "-m", notes, "--dir-mode", "zip")
-        record["dataset"]["url"] = parse_dataset_upload(res)
-    record["dataset"]["action"] = action
-    status, version = _wait_dataset(cli, names.dataset_id, backoff, sleep)
+        res = cli("datasets", "version", "-p", dataset_dir, "-m", notes, "--dir-mode", "zip")
+        dataset["url"] = parse_dataset_upload(res)
+    dataset["action"] = action
+
+
+def push(
+    cfg: Config,
+    message: str = "",
+    cli: KaggleCLI | None = None,
+    wait: bool = True,
+    backoff: Backoff = Backoff(),
+    fetch: bool = True,
+    sleep: Sleep = time.sleep,
+) -> dict[str, Any]:
+    """Upload ``kernels/<exp>/`` (dataset, then kernel) and, with ``wait``, follow the run; returns the record."""
+    cli = cli or KaggleCLI()
+    manifest, names = _check_build(cfg)
+    record, previous = _new_record(cfg, names, manifest)
+    commit, dirty = record["git_commit"], record["git_dirty"]
+    notes = message or f"kseg {cfg.name} @ {(commit or 'no-git')[:10]}{' (dirty)' if dirty else ''}"
+
+    _upload_dataset(cfg, cli, record["dataset"], previous, notes)
+    status, version = wait_dataset(cli, names.dataset_id, backoff, sleep)
     record["dataset"].update(status=status, version=version)
     _save_record(cfg, record)
 
-    kversion, url = parse_kernel_push(cli("kernels", "push", "-p", str(kernel_dir)))
+    kversion, url = parse_kernel_push(cli("kernels", "push", "-p", str(cfg.kernel_layout.kernel)))
     record["kernel"].update(version=kversion, url=url, status="queued", failure_message=None)
     _save_record(cfg, record)
     log.info("pushed kernel %s version %s (%s)", names.kernel_id, kversion, url)

@@ -162,6 +162,60 @@ def run_offline(
             return 124
 
 
+def _built_kernel(cfg: Config) -> tuple[KernelLayout, dict, dict]:
+    """(the build folder as an absolute layout, its kernel metadata, its manifest); raises unless built for ``cfg``."""
+    built = cfg.kernel_layout
+    build = KernelLayout(built.root.resolve())  # the script runs in another folder: no relative paths
+    if not build.kernel_metadata.is_file() or not build.dataset.is_dir():
+        raise FileNotFoundError(f"no built kernel in {built.root}: run `kseg kernel build -c <config>` first")
+    meta = read_json(build.kernel_metadata)
+    manifest = read_json(build.manifest)
+    if manifest.get("experiment") != cfg.name:
+        raise ValueError(f"{build.dataset}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
+    return build, meta, manifest
+
+
+def _run_script(
+    cfg: Config,
+    work: Path,
+    build: KernelLayout,
+    meta: dict,
+    competition: str,
+    mode: str,
+    timeout: float | None,
+    echo: bool,
+) -> tuple[int, Path]:
+    """Run the kernel script in a Kaggle-like root (``competition`` and the dataset as inputs) and a fresh
+    venv under ``work``; returns (exit code, where its submission should be)."""
+    slug = meta["dataset_sources"][0].split("/", 1)[1]
+    kaggle = make_kaggle_root(work, {competition: cfg.data_root, slug: build.dataset})
+    python, site_packages = make_venv(work / "venv")
+    if mode == "guard":
+        install_socket_guard(site_packages)
+    env = offline_env(kaggle, work / "home", work / "venv")
+    script = build.kernel / meta["code_file"]
+    rc = run_offline([str(python), str(script)], mode, env, kaggle / KAGGLE_WORKING, build.rehearsal_log, timeout, echo)
+    return rc, kaggle / KAGGLE_WORKING / SUBMISSION_CSV
+
+
+def _check_output(cfg: Config, build: KernelLayout, rc: int, produced: Path) -> tuple[Path | None, list[str]]:
+    """Copy the ``produced`` submission next to the rehearsal log and validate it; (its copy, problems)."""
+    from kseg.submission.validate import validate_submission
+
+    problems: list[str] = []
+    submission = None
+    if rc != 0:
+        problems.append(f"kernel script exited with code {rc} (log: {build.rehearsal_log})")
+    if not produced.is_file():
+        problems.append(f"{KAGGLE_WORKING}/{SUBMISSION_CSV} was not written")
+    else:
+        submission = build.rehearsal_submission
+        shutil.copy2(produced, submission)
+        report = validate_submission(submission, cfg)
+        problems += report.problems
+    return submission, problems
+
+
 def rehearse(
     cfg: Config, isolation: Isolation = "auto", timeout: float | None = 7200.0, keep: bool = False, echo: bool = True
 ) -> RehearsalResult:
@@ -169,47 +223,18 @@ def rehearse(
 
     Writes ``kernels/<exp>/rehearsal/{rehearsal.log, submission.csv, rehearsal.json}``.
     """
-    from kseg.submission.validate import validate_submission
-
-    built = cfg.kernel_layout
-    build = KernelLayout(built.root.resolve())  # the script runs in another folder: no relative paths
-    kernel_dir, dataset_dir = build.kernel, build.dataset
-    if not build.kernel_metadata.is_file() or not dataset_dir.is_dir():
-        raise FileNotFoundError(f"no built kernel in {built.root}: run `kseg kernel build -c <config>` first")
-    meta = read_json(build.kernel_metadata)
-    script = kernel_dir / meta["code_file"]
-    manifest = read_json(build.manifest)
-    if manifest.get("experiment") != cfg.name:
-        raise ValueError(f"{dataset_dir}: built for experiment {manifest.get('experiment')!r}, not {cfg.name!r}")
+    build, meta, manifest = _built_kernel(cfg)
     mode = resolve_isolation(isolation)
-    out_dir = build.rehearsal
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    shutil.rmtree(build.rehearsal, ignore_errors=True)
+    build.rehearsal.mkdir(parents=True)
     log_path = build.rehearsal_log
 
     work = Path(tempfile.mkdtemp(prefix="kseg-rehearse-"))
     start = time.time()
     try:
-        slug = meta["dataset_sources"][0].split("/", 1)[1]
-        kaggle = make_kaggle_root(work, {manifest["competition"]: cfg.data_root, slug: dataset_dir})
-        python, site_packages = make_venv(work / "venv")
-        if mode == "guard":
-            install_socket_guard(site_packages)
-        env = offline_env(kaggle, work / "home", work / "venv")
-        rc = run_offline([str(python), str(script)], mode, env, kaggle / KAGGLE_WORKING, log_path, timeout, echo)
+        rc, produced = _run_script(cfg, work, build, meta, manifest["competition"], mode, timeout, echo)
         seconds = time.time() - start
-        problems: list[str] = []
-        submission = None
-        produced = kaggle / KAGGLE_WORKING / SUBMISSION_CSV
-        if rc != 0:
-            problems.append(f"kernel script exited with code {rc} (log: {log_path})")
-        if not produced.is_file():
-            problems.append(f"{KAGGLE_WORKING}/{SUBMISSION_CSV} was not written")
-        else:
-            submission = build.rehearsal_submission
-            shutil.copy2(produced, submission)
-            report = validate_submission(submission, cfg)
-            problems += report.problems
+        submission, problems = _check_output(cfg, build, rc, produced)
     finally:
         if keep:
             log.info("rehearsal folder kept: %s", work)
@@ -224,7 +249,7 @@ def rehearse(
             "seconds": round(seconds, 1),
             "isolation": mode,
             "problems": problems,
-            "script": str(script),
+            "script": str(build.kernel / meta["code_file"]),
         },
     )
     return result
