@@ -135,6 +135,117 @@ def ensemble_runs(ensemble: Ensemble) -> dict[str, list[int]]:
     return {exp: sorted(folds) for exp, folds in runs.items()}
 
 
+def _load_ensemble(cfg: Config, runs: Sequence[str], folds: Sequence[int], tta: str, weights: str) -> Ensemble:
+    """The checkpoints of ``runs`` (default the config's experiment), ``folds`` (default ``predict.folds``)."""
+    return Ensemble.from_runs(
+        cfg,
+        runs or (cfg.name,),
+        folds or cfg.predict.folds,
+        tta=tta,
+        device=cfg.train.device,
+        amp=cfg.predict.amp,
+        weights=weights,
+    )
+
+
+def _checked_params(cfg: Config, ensemble: Ensemble, tta: str, allow_mismatch: bool) -> list[Any]:
+    """Per-class post-processing for ``ensemble``: tuned on it (unless ``allow_mismatch``), aux gates only
+    with an aux head."""
+    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta, allow=allow_mismatch)
+    params = load_params(cfg)
+    has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
+    gated = [cfg.competition.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
+    if gated and not has_aux:
+        raise ValueError(f"postprocess.json uses aux_gate for {gated} but no checkpoint has an aux head")
+    return params
+
+
+@dataclass
+class _Streamed:
+    """What the writers wrote: submission path, images predicted, empty masks per class [C], skipped ids."""
+
+    path: Path
+    images: int
+    empty: np.ndarray
+    skipped: list[str]
+    pseudo_path: Path | None
+    pseudo_kept: int
+
+
+def _stream(
+    cfg: Config,
+    ensemble: Ensemble,
+    params: list[Any],
+    ids: list[str],
+    sample: Path,
+    out_path: Path,
+    save_probs: str | Path | None,
+    pseudo_labels: str | Path | None,
+    confidence: float | None,
+    progress: bool,
+) -> _Streamed:
+    """Predict, post-process and encode test images batch by batch into the submission (+ probs, pseudo)."""
+    from kseg.postprocess import apply_postprocess
+
+    spec = cfg.competition
+    empty = np.zeros(spec.num_classes, dtype=np.int64)
+    n = 0
+    with ExitStack() as stack:
+        writer = SubmissionWriter(spec, sample, out_path)
+        stack.callback(writer.abort)  # no-op after a successful close
+        probs_writer = ProbsWriter(save_probs, spec.classes) if save_probs else None
+        pseudo = None
+        if pseudo_labels is not None:
+            pseudo = PseudoLabelWriter(spec, pseudo_labels, cfg.predict.pseudo_min_fraction)
+            stack.callback(pseudo.abort)
+        for pred in predict_images(
+            ensemble,
+            ids,
+            cfg.data_root / spec.test_images,
+            confidence=confidence if pseudo is not None else None,
+            progress=progress,
+        ):
+            masks = apply_postprocess(pred.q, params, pred.aux, spec.exclusive)  # argmax first when exclusive
+            writer.add(pred.image_id, spec.rle.encode_batch(masks))
+            empty += ~masks.reshape(masks.shape[0], -1).any(axis=1)
+            n += 1
+            if probs_writer is not None:
+                probs_writer.add(pred.image_id, pred.q, pred.aux)
+            if pseudo is not None and pred.confident is not None:
+                pseudo.add(pred.image_id, masks, pred.confident, pred.native_size)
+        skipped = writer.missing
+        if skipped:  # data.on_bad_image=skip dropped them: Kaggle still needs their rows
+            log.warning("%d unreadable test image(s) get empty masks: %s", len(skipped), skipped[:5])
+            for image_id in skipped:
+                writer.add(image_id, [""] * spec.num_classes)
+        path = writer.close()
+        pseudo_path = pseudo.close() if pseudo is not None else None
+        if probs_writer is not None:
+            probs_writer.close()
+    return _Streamed(path, n, empty, skipped, pseudo_path, pseudo.kept if pseudo is not None else 0)
+
+
+def _summary(ensemble: Ensemble, out: _Streamed, seconds: float, save_probs: str | Path | None) -> PredictResult:
+    """The ``PredictResult`` of a finished prediction (logged)."""
+    n = out.images
+    result = PredictResult(
+        path=out.path,
+        images=n,
+        seconds=seconds,
+        members=len(ensemble),
+        views=len(ensemble.pairs),
+        empty_share=(out.empty / max(n, 1)).tolist(),
+        skipped=out.skipped,
+        pseudo_path=out.pseudo_path,
+        pseudo_kept=out.pseudo_kept,
+        probs_dir=Path(save_probs) if save_probs else None,
+    )
+    log.info("wrote %s: %d images in %.1fs (%.2f images/s)", out.path, n, seconds, n / max(seconds, 1e-9))
+    if out.pseudo_path is not None:
+        log.info("pseudo-labels: %d of %d test images confident -> %s", out.pseudo_kept, n, out.pseudo_path)
+    return result
+
+
 def predict_submission(
     cfg: Config,
     runs: Sequence[str] = (),
@@ -155,32 +266,15 @@ def predict_submission(
     found), ``tta`` to ``predict.tta``. Post-processing comes from ``runs/<cfg.name>/postprocess.json``,
     refused when it was tuned on another ensemble unless ``allow_postprocess_mismatch``.
     """
-    from kseg.postprocess import apply_postprocess
-
     spec = cfg.competition
     tta = tta or cfg.predict.tta
     if ensemble is None:
-        ensemble = Ensemble.from_runs(
-            cfg,
-            runs or (cfg.name,),
-            folds or cfg.predict.folds,
-            tta=tta,
-            device=cfg.train.device,
-            amp=cfg.predict.amp,
-            weights=weights,
-        )
-    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta, allow=allow_postprocess_mismatch)
-    params = load_params(cfg)
-    has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
-    gated = [spec.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]
-    if gated and not has_aux:
-        raise ValueError(f"postprocess.json uses aux_gate for {gated} but no checkpoint has an aux head")
-    root = cfg.data_root
-    sample = root / spec.sample_submission
+        ensemble = _load_ensemble(cfg, runs, folds, tta, weights)
+    params = _checked_params(cfg, ensemble, tta, allow_postprocess_mismatch)
+    sample = cfg.data_root / spec.sample_submission
     if not sample.is_file():
         raise FileNotFoundError(f"sample submission not found: {sample} (the submission copies its rows)")
-    ids = list_test_ids(spec, root)
-    image_dir = root / spec.test_images
+    ids = list_test_ids(spec, cfg.data_root)
     out_path = Path(out) if out else default_submission_path(cfg)
     if pseudo_labels is not None:
         confidence = check_confidence(confidence if confidence is not None else cfg.predict.pseudo_confidence)
@@ -194,50 +288,5 @@ def predict_submission(
         ensemble.device,
     )
     start = time.perf_counter()
-    empty = np.zeros(spec.num_classes, dtype=np.int64)
-    n = 0
-    with ExitStack() as stack:
-        writer = SubmissionWriter(spec, sample, out_path)
-        stack.callback(writer.abort)  # no-op after a successful close
-        probs_writer = ProbsWriter(save_probs, spec.classes) if save_probs else None
-        pseudo = None
-        if pseudo_labels is not None:
-            pseudo = PseudoLabelWriter(spec, pseudo_labels, cfg.predict.pseudo_min_fraction)
-            stack.callback(pseudo.abort)
-        for pred in predict_images(
-            ensemble, ids, image_dir, confidence=confidence if pseudo is not None else None, progress=progress
-        ):
-            masks = apply_postprocess(pred.q, params, pred.aux, spec.exclusive)  # argmax first when exclusive
-            writer.add(pred.image_id, spec.rle.encode_batch(masks))
-            empty += ~masks.reshape(masks.shape[0], -1).any(axis=1)
-            n += 1
-            if probs_writer is not None:
-                probs_writer.add(pred.image_id, pred.q, pred.aux)
-            if pseudo is not None and pred.confident is not None:
-                pseudo.add(pred.image_id, masks, pred.confident, pred.native_size)
-        skipped = writer.missing
-        if skipped:  # data.on_bad_image=skip dropped them: Kaggle still needs their rows
-            log.warning("%d unreadable test image(s) get empty masks: %s", len(skipped), skipped[:5])
-            for image_id in skipped:
-                writer.add(image_id, [""] * spec.num_classes)
-        path = writer.close()
-        pseudo_path = pseudo.close() if pseudo is not None else None
-        if probs_writer is not None:
-            probs_writer.close()
-    seconds = time.perf_counter() - start
-    result = PredictResult(
-        path=path,
-        images=n,
-        seconds=seconds,
-        members=len(ensemble),
-        views=len(ensemble.pairs),
-        empty_share=(empty / max(n, 1)).tolist(),
-        skipped=skipped,
-        pseudo_path=pseudo_path,
-        pseudo_kept=pseudo.kept if pseudo is not None else 0,
-        probs_dir=Path(save_probs) if save_probs else None,
-    )
-    log.info("wrote %s: %d images in %.1fs (%.2f images/s)", path, n, seconds, n / max(seconds, 1e-9))
-    if pseudo is not None:
-        log.info("pseudo-labels: %d of %d test images confident -> %s", pseudo.kept, n, pseudo_path)
-    return result
+    streamed = _stream(cfg, ensemble, params, ids, sample, out_path, save_probs, pseudo_labels, confidence, progress)
+    return _summary(ensemble, streamed, time.perf_counter() - start, save_probs)

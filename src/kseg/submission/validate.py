@@ -152,11 +152,90 @@ def overlap_problems(
     return problems
 
 
+def _split_checked(
+    spec: CompetitionSpec, path: Path, sample_path: Path, df: pd.DataFrame, report: ValidationReport
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Check the header against the sample's; (image id, class index) [N] of the rows, or None (with a
+    problem) when the rows cannot be checked."""
+    csv_spec = spec.submission
+    header, expected = _header(path), _header(sample_path)
+    if header != expected:
+        report.problems.append(f"row 1 (header): expected {','.join(expected)!r}, got {','.join(header)!r}")
+    needed = [csv_spec.id_column, csv_spec.rle_column] + ([csv_spec.class_column] if csv_spec.format == "long" else [])
+    absent = [c for c in needed if c not in df.columns]
+    if absent:
+        report.problems.append(f"row 1 (header): missing column {absent[0]!r}; cannot check the rows")
+        return None
+    try:
+        return split_rows(spec, csv_spec, df, str(path))
+    except ValueError as e:
+        report.problems.append(str(e))
+        return None
+
+
+def _key_problems(
+    spec: CompetitionSpec, ids: np.ndarray, cls: np.ndarray, s_ids: np.ndarray, s_cls: np.ndarray, sample_name: str
+) -> list[str]:
+    """Duplicate rows, rows not in the sample submission and sample rows missing (ids / classes [N], [M])."""
+    problems = []
+    keys = pd.Series(ids).astype(str) + "\x00" + pd.Series(cls).astype(str)
+    s_keys = pd.Series(s_ids).astype(str) + "\x00" + pd.Series(s_cls).astype(str)
+    first_row = pd.Series(np.arange(len(keys)), index=keys)
+    first_row = first_row[~first_row.index.duplicated()]
+    for i in np.flatnonzero(keys.duplicated().to_numpy()):
+        problems.append(
+            f"row {i + 2}: duplicate of row {int(first_row[keys.iloc[i]]) + 2} ({_row_label(spec, ids[i], cls[i])})"
+        )
+    in_sample = keys.isin(set(s_keys)).to_numpy()
+    for i in np.flatnonzero(~in_sample):
+        problems.append(f"row {i + 2}: {_row_label(spec, ids[i], cls[i])} is not in the sample submission")
+    present = set(keys)
+    for j in np.flatnonzero(~s_keys.isin(present).to_numpy()):
+        problems.append(f"missing row for {_row_label(spec, s_ids[j], s_cls[j])} (row {j + 2} of {sample_name})")
+    return problems
+
+
+def _rle_areas(
+    spec: CompetitionSpec, ids: np.ndarray, cls: np.ndarray, rles: np.ndarray, size_of: _SizeOf, problems: list[str]
+) -> np.ndarray:
+    """Mask area of every row's RLE, int64 [N] (-1 where invalid; its problems appended to ``problems``)."""
+    areas = np.full(len(rles), -1, dtype=np.int64)  # -1: invalid
+    for i, rle in enumerate(rles):
+        size = size_of(ids[i])
+        if isinstance(size, str):
+            problems.append(f"row {i + 2} ({_row_label(spec, ids[i], cls[i])}): {size}")
+            continue
+        rle_problems = validate_rle(rle, size, spec.rle)
+        if rle_problems:
+            where = f"row {i + 2} ({_row_label(spec, ids[i], cls[i])})"
+            problems.extend(f"{where}: {problem}" for problem in rle_problems)
+        else:
+            areas[i] = rle_area(rle, spec.rle)
+    return areas
+
+
+def _class_summaries(spec: CompetitionSpec, cls: np.ndarray, areas: np.ndarray) -> list[ClassSummary]:
+    """Per class: rows with a valid RLE, empty ones, mean non-empty area (class index, area [N])."""
+    summaries = []
+    for c, name in enumerate(spec.classes):
+        sel = (cls == c) & (areas >= 0)
+        a = areas[sel]
+        nonempty = a[a > 0]
+        summaries.append(
+            ClassSummary(
+                name=name,
+                rows=int(sel.sum()),
+                empty=int((a == 0).sum()),
+                mean_area=float(nonempty.mean()) if nonempty.size else float("nan"),
+            )
+        )
+    return summaries
+
+
 def validate_submission(path: str | Path, cfg: Config) -> ValidationReport:
     """Check submission ``path`` against ``cfg``'s competition; every problem names its row."""
     path = Path(path)
     spec = cfg.competition
-    csv_spec = spec.submission
     report = ValidationReport(path)
     if not path.is_file():
         report.problems.append(f"{path}: file not found")
@@ -169,66 +248,16 @@ def validate_submission(path: str | Path, cfg: Config) -> ValidationReport:
     if df is None:
         return report
     report.rows = len(df)
-
-    header, expected = _header(path), _header(sample_path)
-    if header != expected:
-        report.problems.append(f"row 1 (header): expected {','.join(expected)!r}, got {','.join(header)!r}")
-    needed = [csv_spec.id_column, csv_spec.rle_column] + ([csv_spec.class_column] if csv_spec.format == "long" else [])
-    absent = [c for c in needed if c not in df.columns]
-    if absent:
-        report.problems.append(f"row 1 (header): missing column {absent[0]!r}; cannot check the rows")
+    rows = _split_checked(spec, path, sample_path, df, report)
+    if rows is None:
         return report
-    try:
-        ids, cls = split_rows(spec, csv_spec, df, str(path))
-    except ValueError as e:
-        report.problems.append(str(e))
-        return report
-    s_ids, s_cls = split_rows(spec, csv_spec, sample, str(sample_path))
-
-    keys = pd.Series(ids).astype(str) + "\x00" + pd.Series(cls).astype(str)
-    s_keys = pd.Series(s_ids).astype(str) + "\x00" + pd.Series(s_cls).astype(str)
-    first_row = pd.Series(np.arange(len(keys)), index=keys)
-    first_row = first_row[~first_row.index.duplicated()]
-    for i in np.flatnonzero(keys.duplicated().to_numpy()):
-        report.problems.append(
-            f"row {i + 2}: duplicate of row {int(first_row[keys.iloc[i]]) + 2} ({_row_label(spec, ids[i], cls[i])})"
-        )
-    in_sample = keys.isin(set(s_keys)).to_numpy()
-    for i in np.flatnonzero(~in_sample):
-        report.problems.append(f"row {i + 2}: {_row_label(spec, ids[i], cls[i])} is not in the sample submission")
-    present = set(keys)
-    for j in np.flatnonzero(~s_keys.isin(present).to_numpy()):
-        report.problems.append(
-            f"missing row for {_row_label(spec, s_ids[j], s_cls[j])} (row {j + 2} of {sample_path.name})"
-        )
-
+    ids, cls = rows
+    s_ids, s_cls = split_rows(spec, spec.submission, sample, str(sample_path))
+    report.problems.extend(_key_problems(spec, ids, cls, s_ids, s_cls, sample_path.name))
     size_of = _SizeOf(cfg)
-    rles = df[csv_spec.rle_column].astype(str).to_numpy(dtype=object)
-    areas = np.full(len(df), -1, dtype=np.int64)  # -1: invalid
-    for i, rle in enumerate(rles):
-        size = size_of(ids[i])
-        if isinstance(size, str):
-            report.problems.append(f"row {i + 2} ({_row_label(spec, ids[i], cls[i])}): {size}")
-            continue
-        problems = validate_rle(rle, size, spec.rle)
-        if problems:
-            where = f"row {i + 2} ({_row_label(spec, ids[i], cls[i])})"
-            report.problems.extend(f"{where}: {problem}" for problem in problems)
-        else:
-            areas[i] = rle_area(rle, spec.rle)
+    rles = df[spec.submission.rle_column].astype(str).to_numpy(dtype=object)
+    areas = _rle_areas(spec, ids, cls, rles, size_of, report.problems)
     if spec.exclusive:
         report.problems.extend(overlap_problems(spec, ids, cls, rles, areas, size_of))
-
-    for c, name in enumerate(spec.classes):
-        sel = (cls == c) & (areas >= 0)
-        a = areas[sel]
-        nonempty = a[a > 0]
-        report.classes.append(
-            ClassSummary(
-                name=name,
-                rows=int(sel.sum()),
-                empty=int((a == 0).sum()),
-                mean_area=float(nonempty.mean()) if nonempty.size else float("nan"),
-            )
-        )
+    report.classes.extend(_class_summaries(spec, cls, areas))
     return report

@@ -97,24 +97,24 @@ def _check_size(cfg: Config, oof: OOFSet) -> None:
         )
 
 
-def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = None) -> TuneResult:
-    """Grid-search post-processing on the OOF predictions of ``runs`` (default: ``cfg.name``).
-
-    Streams ``cfg.tune.chunk_size`` images at a time; memory is bounded by the chunk, not the OOF.
-    Exclusive competitions (``competition.exclusive``) score every cell on the argmax candidates of
-    ``exclusive_candidates``, the rule ``kseg predict`` applies.
-    ``progress=None`` shows the progress bar only on a terminal.
-    """
-    runs = list(runs or [cfg.name])
+def _load_checked(cfg: Config, runs: list[str]) -> tuple[OOFSet, Grid, TruthTable]:
+    """The OOF store of ``runs``, the tune grid and the truth, checked against each other and the config."""
     oof = load_oof(cfg, runs)
     _check_size(cfg, oof)
     check_against_folds(cfg, oof)
     grid = Grid.from_config(cfg.tune)
     if grid.uses_aux and not oof.has_aux:
         raise ValueError("tune.aux_gates > 0 need fold*/oof_aux.npy (aux-head OOF) in every run folder")
-    size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
     truth = TruthTable(cfg)
     truth.check(oof.ids)
+    return oof, grid, truth
+
+
+def _score_chunks(
+    cfg: Config, oof: OOFSet, grid: Grid, truth: TruthTable, progress: bool | None, runs: list[str]
+) -> ScoreTable:
+    """Score every grid cell per class on the OOF, ``cfg.tune.chunk_size`` images at a time."""
+    size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
     metric = get_metric(cfg.competition.metric)
     num_classes = oof.shape[0]
     table = ScoreTable(num_classes, len(oof.folds), grid.size, grid.tie_rank())
@@ -149,7 +149,21 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
             scores = metric(st.inter, st.pred_area, st.true_area).reshape(grid.size, n)
             default = metric(st.default_inter, st.default_pred_area, st.true_area)
             table.add(c, fold_index, scores, default)
-    choices = [table.choose(c) for c in range(num_classes)]
+    return table
+
+
+def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = None) -> TuneResult:
+    """Grid-search post-processing on the OOF predictions of ``runs`` (default: ``cfg.name``).
+
+    Streams ``cfg.tune.chunk_size`` images at a time; memory is bounded by the chunk, not the OOF.
+    Exclusive competitions (``competition.exclusive``) score every cell on the argmax candidates of
+    ``exclusive_candidates``, the rule ``kseg predict`` applies.
+    ``progress=None`` shows the progress bar only on a terminal.
+    """
+    runs = list(runs or [cfg.name])
+    oof, grid, truth = _load_checked(cfg, runs)
+    table = _score_chunks(cfg, oof, grid, truth, progress, runs)
+    choices = [table.choose(c) for c in range(oof.shape[0])]
     return TuneResult(
         classes=list(cfg.competition.classes),
         params=[grid.params(ch.cell) for ch in choices],
@@ -159,6 +173,6 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         metric=cfg.competition.metric,
         folds=list(oof.folds),
         table=table,
-        exclusive=exclusive,
+        exclusive=cfg.competition.exclusive,
         selection=epoch_selection(cfg, runs),
     )

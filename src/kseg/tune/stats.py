@@ -81,19 +81,9 @@ def _sum_by_image(img: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.rint(np.bincount(img, weights=values, minlength=n)).astype(np.int64)
 
 
-def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None) -> ChunkStats:
-    """Statistics of every grid cell for one class.
-
-    q: uint8 [n, H, W] quantized probabilities; truth: bool [n, H, W]; aux_q: uint8 [n] quantized
-    aux-head probabilities (required when the grid has an aux gate > 0).
-    Returns ``ChunkStats`` with inter / pred_area int64 [*grid.shape, n] and true_area [n].
-    """
-    if q.dtype != np.uint8 or q.ndim != 3:
-        raise ValueError(f"class_grid_stats: q must be uint8 [n, H, W], got {q.dtype} {q.shape}")
-    if truth.shape != q.shape:
-        raise ValueError(f"class_grid_stats: truth shape {truth.shape} != q shape {q.shape}")
-    if grid.uses_aux and aux_q is None:
-        raise ValueError("tune grid has aux gates > 0 but no aux-head OOF probabilities (oof_aux.npy)")
+def _histograms(q: np.ndarray, truth: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """q uint8 [n, H, W], truth bool [n, H, W] -> (truth pixel indices per image, true_area [n],
+    above [n, 257] of every pixel, above [n, 257] of the truth pixels) (see ``above_counts``)."""
     n = q.shape[0]
     truth = truth.reshape(n, -1)
     truth_idx = [np.flatnonzero(truth[i]) for i in range(n)]
@@ -104,8 +94,14 @@ def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.nda
         if n
         else np.zeros((0, 256), np.int64)
     )
-    above, tabove = above_counts(hist), above_counts(thist.astype(np.int64))
+    return truth_idx, true_area, above_counts(hist), above_counts(thist.astype(np.int64))
 
+
+def _surviving(
+    q: np.ndarray, truth_idx: list[np.ndarray], grid: Grid, above: np.ndarray, tabove: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground area and intersection left after each (threshold, min_size): int64 [T, S, n] each."""
+    n = q.shape[0]
     n_t, n_s = len(grid.thresholds), len(grid.min_sizes)
     surv_area = np.zeros((n_t, n_s, n), dtype=np.int64)
     surv_inter = np.zeros((n_t, n_s, n), dtype=np.int64)
@@ -126,8 +122,12 @@ def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.nda
             kept = c_area >= s
             surv_area[ti, si] = _sum_by_image(img[kept], c_area[kept], n)
             surv_inter[ti, si] = _sum_by_image(img[kept], c_inter[kept], n)
+    return surv_area, surv_inter
 
-    # keep flags [T, S, A, G, X, P, n]
+
+def _keep_flags(grid: Grid, above: np.ndarray, surv_area: np.ndarray, aux_q: np.ndarray | None) -> np.ndarray:
+    """Per-image keep flags bool [T, S, A, G, X, P, n] (min_area, top threshold, max-prob and aux gates)."""
+    n_t, n_s, n = surv_area.shape
     n_a, n_p = len(grid.min_areas), len(grid.top_thresholds)
     keep_ap = np.ones((n_t, n_s, n_a, n_p, n), dtype=bool)
     for ai, a in enumerate(grid.min_areas):
@@ -141,11 +141,29 @@ def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.nda
     if aux_q is not None:
         aux_q = np.asarray(aux_q, dtype=np.int64).reshape(n)
     aux = np.stack([np.ones(n, bool) if g <= 0 else aux_q > threshold_level(g) for g in grid.aux_gates])  # type: ignore[operator]
-    keep = (
+    return (
         keep_ap[:, :, :, None, None, :, :]
         & gate[None, None, None, :, None, None, :]
         & aux[None, None, None, None, :, None, :]
     )
+
+
+def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None) -> ChunkStats:
+    """Statistics of every grid cell for one class.
+
+    q: uint8 [n, H, W] quantized probabilities; truth: bool [n, H, W]; aux_q: uint8 [n] quantized
+    aux-head probabilities (required when the grid has an aux gate > 0).
+    Returns ``ChunkStats`` with inter / pred_area int64 [*grid.shape, n] and true_area [n].
+    """
+    if q.dtype != np.uint8 or q.ndim != 3:
+        raise ValueError(f"class_grid_stats: q must be uint8 [n, H, W], got {q.dtype} {q.shape}")
+    if truth.shape != q.shape:
+        raise ValueError(f"class_grid_stats: truth shape {truth.shape} != q shape {q.shape}")
+    if grid.uses_aux and aux_q is None:
+        raise ValueError("tune grid has aux gates > 0 but no aux-head OOF probabilities (oof_aux.npy)")
+    truth_idx, true_area, above, tabove = _histograms(q, truth)
+    surv_area, surv_inter = _surviving(q, truth_idx, grid, above, tabove)
+    keep = _keep_flags(grid, above, surv_area, aux_q)  # [T, S, A, G, X, P, n]
     inter = surv_inter[:, :, None, None, None, None, :] * keep
     pred = surv_area[:, :, None, None, None, None, :] * keep
     return ChunkStats(
