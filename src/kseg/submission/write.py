@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,32 @@ def _read_header(path: Path) -> tuple[str, str]:
     return line.rstrip("\n"), "\n"
 
 
-class SubmissionWriter:
+_W = TypeVar("_W", bound="_CsvOutput")
+
+
+class _CsvOutput:
+    """Commit-or-abort protocol of the csv writers: ``close`` on success, ``abort`` on error (with-statement)."""
+
+    _out: AtomicFile
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop the temp file; nothing appears at the output path."""
+        self._out.abort()
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class SubmissionWriter(_CsvOutput):
     """Fill ``sample_submission.csv``'s RLE column, one image at a time, in the sample's order and format.
 
     >>> with SubmissionWriter(spec, root / spec.sample_submission, "sub.csv") as w:  # doctest: +SKIP
@@ -135,19 +161,6 @@ class SubmissionWriter:
         log.info("wrote %s (%d rows)", path, len(self._rles))
         return path
 
-    def abort(self) -> None:
-        """Drop the temp file; nothing appears at the output path."""
-        self._out.abort()
-
-    def __enter__(self) -> SubmissionWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
 
 def write_submission(
     spec: CompetitionSpec,
@@ -170,7 +183,7 @@ def train_csv_header(spec: CompetitionSpec) -> list[str]:
     return [t.id_column, t.rle_column]
 
 
-class TrainCsvWriter:
+class TrainCsvWriter(_CsvOutput):
     """Stream masks into a csv in the competition's train format (``spec.train``), in arrival order."""
 
     def __init__(self, spec: CompetitionSpec, out_path: str | Path) -> None:
@@ -207,15 +220,3 @@ class TrainCsvWriter:
         path = self._out.commit()
         log.info("wrote %s (%d images, %d rows)", path, self.images, self.rows)
         return path
-
-    def abort(self) -> None:
-        self._out.abort()
-
-    def __enter__(self) -> TrainCsvWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
