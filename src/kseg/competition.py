@@ -190,17 +190,10 @@ def _unite_instances(
     spec: CompetitionSpec, key: pd.Series, ids: np.ndarray, cls: np.ndarray, rles: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of one image x class (one per object instance) -> one row with the union of their masks."""
-    codes, uniques = pd.factorize(key)
-    first = np.full(len(uniques), -1, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]  # first row of each key
-    united = np.empty(len(uniques), dtype=object)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    for u in range(len(uniques)):  # one union per image x class, each vectorized over its runs
-        members = rles[order[bounds[u] : bounds[u + 1]]]
-        united[u] = members[0] if len(members) == 1 else union([r for r in members if r], spec.rle)
-        if united[u] == spec.rle.empty:
-            united[u] = ""
+    groups = pd.Series(rles, dtype=object).groupby(key.to_numpy(), sort=False)
+    first = groups.head(1).index.to_numpy()  # first row of each image x class, in csv order
+    united = [r.iloc[0] if len(r) == 1 else union([x for x in r if x], spec.rle) for _, r in groups]
+    united = np.array(["" if r == spec.rle.empty else r for r in united], dtype=object)
     return ids[first], cls[first], united
 
 

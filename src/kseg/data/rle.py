@@ -390,10 +390,8 @@ def union(rles: Sequence[str | float | None], dialect: RleDialect = KAGGLE) -> s
     lo, hi = lo[order], np.maximum.accumulate(hi[order])
     new = np.ones(lo.size, dtype=bool)
     new[1:] = lo[1:] > hi[:-1]  # a run starting after every earlier end opens a new merged run
-    group = np.cumsum(new) - 1
-    merged_hi = np.zeros(int(group[-1]) + 1, dtype=np.int64)
-    np.maximum.at(merged_hi, group, hi)
-    merged_lo = lo[new]
+    last = np.append(new[1:], True)  # hi is a running max: a merged run ends at its last member's hi
+    merged_lo, merged_hi = lo[new], hi[last]
     runs = np.empty(2 * merged_lo.size, dtype=np.int64)
     runs[0::2], runs[1::2] = merged_lo, merged_hi - merged_lo
     return _format_runs(runs, dialect)
