@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kseg.data.rle import RleDialect, rle_syntax_problems, union
+from kseg.data.volumes import VolumeSpec
 from kseg.typed import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class CompetitionSpec:
     group_pattern: str = ""  # regex; group(1) of the image id = group kept in one fold (Carvana car id)
     exclusive: bool = False  # each pixel in at most one class (argmax post-processing, validate); multiclass implies it
     rle: RleDialect = field(default_factory=RleDialect)  # pixel order, starts, empty token of every csv
+    volume: VolumeSpec | None = None  # images are slices of 3D cases (id -> case, slice; 2.5D stacking)
 
     def __post_init__(self) -> None:
         if self.mode == "multiclass" and not self.exclusive:
@@ -111,10 +114,21 @@ class CompetitionSpec:
             return file_name
         return file_name[: -len(self.image_ext)] if file_name.endswith(self.image_ext) else file_name
 
+    def volume_keys(self, ids: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(case str [N], slice index int [N]) of image ids under ``volume.pattern``; raises without ``volume``."""
+        if self.volume is None:
+            raise ValueError(f"competition {self.name}: no competition.volume, so image ids have no case / slice")
+        return self.volume.keys(ids)
+
     def group_of(self, ids: pd.Series) -> pd.Series | None:
-        """Group key per image id, or None without ``group_pattern``."""
-        if not self.group_pattern:
+        """Group key per image id (kept in one fold): ``group_pattern``'s group(1), else the volume's case.
+
+        None without either. With both, every case must lie in one group (a group holds whole cases).
+        """
+        if not self.group_pattern and self.volume is None:
             return None
+        if not self.group_pattern:
+            return pd.Series(self.volume_keys(ids)[0], index=ids.index, dtype=object)
         groups = ids.astype(str).str.extract(self.group_pattern, expand=False)
         if isinstance(groups, pd.DataFrame):
             groups = groups.iloc[:, 0]
@@ -123,6 +137,14 @@ class CompetitionSpec:
             raise ValueError(
                 f"competition.group_pattern {self.group_pattern!r} does not match image id {ids[bad].iloc[0]!r}"
             )
+        if self.volume is not None:
+            case = pd.Series(self.volume_keys(ids)[0], index=ids.index)
+            split = groups.groupby(case).nunique()
+            if (split > 1).any():
+                raise ValueError(
+                    f"competition.group_pattern {self.group_pattern!r} splits case {split.index[split > 1][0]!r} "
+                    "of competition.volume between groups; a group must hold whole cases"
+                )
         return groups
 
 
