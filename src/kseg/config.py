@@ -18,6 +18,7 @@ import yaml
 from kseg.atomic import atomic_write_text
 from kseg.competition import CompetitionSpec
 from kseg.layout import FOLDS_CSV, INPUT_DIR, KERNELS_DIR, RUNS_DIR, KernelLayout, RunLayout
+from kseg.tiling import TileConfig
 from kseg.typed import ConfigError, bounded, choice, convert_key, from_dict, out_of_range, to_dict
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class Config:
     predict: PredictConfig = field(default_factory=PredictConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
+    tile: TileConfig = field(default_factory=TileConfig)  # images larger than memory (kseg.tiling)
 
     def __post_init__(self) -> None:
         warmup, epochs = self.sched.warmup_epochs, self.train.epochs

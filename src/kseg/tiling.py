@@ -1,0 +1,111 @@
+"""Tiling of images larger than memory (the ``tile:`` config block): grid, blend windows and tile ids.
+
+Sizes: the model sees tiles of ``tile.size`` pixels; a tile covers ``size * downscale`` slide pixels
+(its *window*); neighbouring tiles share ``overlap`` model pixels, so windows start every
+``(size - overlap) * downscale`` slide pixels, the last one moved back to end at the slide's edge.
+Predictions are blended with a weight window (``flat``: 1 everywhere; ``gaussian``: a separable Gaussian
+of standard deviation ``sigma * window``). Every tile's weights are the outer product of one 1-D window
+per axis and the grid is a product of one 1-D grid per axis, so the sum of weights over the tiles
+covering a pixel is the product of two 1-D sums (:func:`weight_sums`): nothing of slide size is needed
+for the normalisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kseg.registry import Registry
+from kseg.typed import ConfigError, bounded, choice
+
+__all__ = ["TileConfig", "WINDOWS", "starts", "window_1d", "weight_sums", "tile_id", "parse_tile_id"]
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """``tile:`` keys; ``size: 0`` (default) = whole images, no tiling."""
+
+    size: int = bounded(0, ge=0, note="(model pixels per tile side; 0 = whole images)")
+    downscale: int = bounded(1, ge=1)  # slide pixels per model pixel (HuBMAP winners: 2-4)
+    overlap: int = bounded(0, ge=0)  # model pixels shared by neighbouring tiles at predict time (< size)
+    window: str = choice("kseg.tiling:WINDOWS", "gaussian")  # blend weights of overlapping tiles
+    sigma: float = bounded(0.125, gt=0, note="(Gaussian sd as a share of the tile)")
+    mask_fraction: float = bounded(0.5, ge=0, le=1)  # share of training tiles centred on a mask pixel
+    jitter: float = bounded(0.25, ge=0, le=0.5)  # random shift of a mask-centred tile, share of the tile
+    per_slide: int = bounded(16, ge=1)  # training tiles drawn per slide and epoch
+    strip: int = bounded(1024, ge=1)  # slide rows per strip of post-processing and RLE encoding
+    canvas_dir: str = ""  # folder of the disk-backed prediction canvas ('' = the system temp folder)
+
+    def __post_init__(self) -> None:
+        if self.size and self.overlap >= self.size:
+            raise ConfigError(f"tile.overlap: {self.overlap} must be < tile.size {self.size}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    @property
+    def span(self) -> int:
+        """Slide pixels per tile side (the window)."""
+        return self.size * self.downscale
+
+    @property
+    def step(self) -> int:
+        """Slide pixels between the starts of neighbouring predict tiles."""
+        return (self.size - self.overlap) * self.downscale
+
+
+WINDOWS: Registry[Callable[[int, float], np.ndarray]] = Registry("tile blend window")
+
+
+@WINDOWS.register("flat")
+def _flat(n: int, sigma: float) -> np.ndarray:
+    return np.ones(n, dtype=np.float32)
+
+
+@WINDOWS.register("gaussian")
+def _gaussian(n: int, sigma: float) -> np.ndarray:
+    """exp(-d^2 / 2 (sigma n)^2) around the centre, floored at 1e-3 so edge pixels still count."""
+    d = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    return np.maximum(np.exp(-0.5 * (d / (sigma * n)) ** 2), 1e-3).astype(np.float32)
+
+
+def window_1d(cfg: TileConfig) -> np.ndarray:
+    """Blend weights float32 [span] along one axis of a tile window."""
+    return WINDOWS.get(cfg.window)(cfg.span, cfg.sigma)
+
+
+def starts(length: int, span: int, step: int) -> np.ndarray:
+    """Window starts int64 [K] along an axis of ``length``: 0, step, ..., the last one ending at the edge.
+
+    A slide shorter than one window gets the single start 0 (the window is zero-padded).
+    """
+    if length <= span:
+        return np.zeros(1, dtype=np.int64)
+    out = np.arange(0, length - span, step, dtype=np.int64)
+    return np.append(out, length - span)
+
+
+def weight_sums(length: int, grid: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """float32 [length]: sum over the windows at ``grid`` of ``window`` at each position."""
+    total = np.zeros(length + window.size, dtype=np.float64)
+    for s in grid.tolist():  # one add per tile row / column, not per pixel
+        total[s : s + window.size] += window
+    return total[:length].astype(np.float32)
+
+
+_TILE_ID = re.compile(r"^(?P<slide>.+)@(?P<y>\d+)_(?P<x>\d+)$")
+
+
+def tile_id(slide: str, y0: int, x0: int) -> str:
+    """Id of the tile of ``slide`` whose window starts at (y0, x0): ``<slide>@<y0>_<x0>``."""
+    return f"{slide}@{int(y0)}_{int(x0)}"
+
+
+def parse_tile_id(text: str) -> tuple[str, int, int] | None:
+    """(slide, y0, x0) of a tile id, None for a plain image id."""
+    m = _TILE_ID.match(text)
+    return (m["slide"], int(m["y"]), int(m["x"])) if m else None
