@@ -22,6 +22,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from kseg.data.rle_runs import paint_runs, runs_are_valid
 from kseg.typed import ConfigError
 
 __all__ = [
@@ -234,6 +235,10 @@ def _problems(
         msg = f"RLE has an odd number of integers ({values.size}); expected 'start length' pairs"
         return [msg + where], None, None
     starts, lengths = values[0::2], values[1::2]
+    if dialect.starts == "absolute":  # the common case: one quick pass, details only on failure
+        first = starts - dialect.base
+        if runs_are_valid(first, lengths, None if shape is None else shape[0] * shape[1]):
+            return [], first, lengths
     problems, first = _run_problems(starts, lengths, shape, dialect)
     if problems:
         return [p + where for p in problems], None, None
@@ -264,17 +269,7 @@ def decode(rle: str | float | None, shape: tuple[int, int], dialect: RleDialect 
     if problems:
         raise ValueError(problems[0])
     assert first is not None and lengths is not None
-    # Alternate background/foreground segments between the run boundaries.
-    bounds = np.empty(2 * first.size + 2, dtype=np.int64)
-    bounds[0], bounds[-1] = 0, h * w
-    bounds[1:-1:2] = first
-    bounds[2:-1:2] = first + lengths
-    values = np.zeros(bounds.size - 1, dtype=np.uint8)
-    values[1::2] = 1
-    flat = np.repeat(values, np.diff(bounds))
-    if dialect.order == "row":
-        return flat.reshape(h, w)
-    return cv2.transpose(flat.reshape(w, h))  # C-contiguous [H, W], much faster than numpy here
+    return paint_runs(first, lengths, (h, w), dialect.order)
 
 
 def rle_area(rle: str | float | None, dialect: RleDialect = KAGGLE) -> int:
