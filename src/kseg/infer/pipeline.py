@@ -187,6 +187,8 @@ def _stream(
     """Predict, post-process and encode test images batch by batch into the submission (+ probs, pseudo)."""
     from kseg.postprocess import apply_postprocess
 
+    if cfg.tile.enabled:  # slides larger than memory: sliding windows, RLEs streamed (kseg.infer.tiled)
+        return _stream_slides(cfg, ensemble, params, ids, sample, out_path, save_probs or pseudo_labels, progress)
     spec = cfg.competition
     empty = np.zeros(spec.num_classes, dtype=np.int64)
     n = 0
@@ -223,6 +225,35 @@ def _stream(
         if probs_writer is not None:
             probs_writer.close()
     return _Streamed(path, n, empty, skipped, pseudo_path, pseudo.kept if pseudo is not None else 0)
+
+
+def _stream_slides(
+    cfg: Config,
+    ensemble: Ensemble,
+    params: list[Any],
+    ids: list[str],
+    sample: Path,
+    out_path: Path,
+    extra: str | Path | None,
+    progress: bool,
+) -> _Streamed:
+    """``tile.size > 0``: each test slide predicted by sliding windows and encoded in strips into the submission."""
+    from kseg.infer.tiled import slide_rles
+
+    if extra:
+        raise ValueError(f"tile.size={cfg.tile.size}: --save-probs and --pseudo-labels need whole images, not slides")
+    spec = cfg.competition
+    empty = np.zeros(spec.num_classes, dtype=np.int64)
+    skipped: list[str] = []
+    with ExitStack() as stack:
+        writer = SubmissionWriter(spec, sample, out_path)
+        stack.callback(writer.abort)  # no-op after a successful close
+        for res in slide_rles(ensemble, params, ids, cfg.data_root / spec.test_images, progress):
+            writer.add(res.image_id, res.rles)
+            empty += [spec.rle.is_empty(r) for r in res.rles]
+            skipped += [res.image_id] if res.skipped else []
+        path = writer.close()
+    return _Streamed(path, len(ids) - len(skipped), empty, skipped, None, 0)
 
 
 def _summary(ensemble: Ensemble, out: _Streamed, seconds: float, save_probs: str | Path | None) -> PredictResult:
