@@ -29,6 +29,9 @@ def test_run_layout_paths() -> None:
     assert run.last(0) == Path("runs/tgs-salt/unet-r34/fold0/last.pt")
     assert run.metrics(12) == Path("runs/tgs-salt/unet-r34/fold12/metrics.csv")
     assert run.checkpoint(1) == Path("runs/tgs-salt/unet-r34/fold1/best.pt")
+    assert run.swa(1) == Path("runs/tgs-salt/unet-r34/fold1/swa.pt")
+    assert run.epoch_checkpoint(1, 7) == Path("runs/tgs-salt/unet-r34/fold1/epochs/epoch007.pt")
+    assert run.epochs_dir(1) == run.epoch_checkpoint(1, 7).parent
     assert run.checkpoint(1, "last.pt") == Path("runs/tgs-salt/unet-r34/fold1/last.pt")
     fold2 = Path("runs/tgs-salt/unet-r34/fold2")
     assert run.oof(2) == (fold2 / "oof.npy", fold2 / "oof_ids.csv", fold2 / "oof_aux.npy")
@@ -128,6 +131,8 @@ def test_readme_artefact_contract_lists_the_layout_names() -> None:
         L.BEST,
         L.LAST,
         L.METRICS_CSV,
+        L.SWA_CKPT,
+        L.EPOCHS_DIR + "/",
         L.OOF_FILE,
         L.OOF_IDS_FILE,
         L.OOF_AUX_FILE,

@@ -109,8 +109,17 @@ class TrainConfig:
     # which epoch best.pt + oof.npy hold: best = highest val metric (chosen on the held fold itself, so the
     # CV estimate is optimistic); last = the last epoch (no selection on the held fold; needs patience 0)
     select: Literal["best", "last"] = "best"
+    # checkpoint averaging after the last epoch (kseg.train.swa): the mean weights of the top-k (val metric) or
+    # last-k epochs, BN statistics recomputed on the training images; kept when it scores >= the selected epoch
+    swa: Literal["off", "top", "last"] = "off"
+    swa_k: int = bounded(3, ge=2)
 
     def __post_init__(self) -> None:
+        if self.select == "last" and self.swa == "top":
+            raise ConfigError(
+                "train.select=last with train.swa=top: top-k chooses epochs by the held fold's metric, which "
+                "select=last is meant to avoid; use train.swa=last"
+            )
         if self.select == "last" and self.patience:
             raise ConfigError(
                 f"train.select=last with train.patience={self.patience}: early stopping picks the "

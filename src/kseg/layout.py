@@ -9,6 +9,7 @@ and its kernel build table document the same layout (``tests/test_layout.py`` ch
       tune.csv, tune_<class>.png          .tune_csv, .tune_plot(class_name)
       fold<K>/                            .fold(k)                             (cfg.fold_dir(k))
         best.pt, last.pt, metrics.csv     .best(k), .last(k), .metrics(k)
+        swa.pt, epochs/epoch<E>.pt        .swa(k), .epoch_checkpoint(k, e)     (train.swa only)
         oof.npy, oof_ids.csv, oof_aux.npy .oof(k)        -> OofPaths(probs, ids, aux)
         oof_tta-<T>{.npy,_ids.csv,_aux.npy} .oof(k, T)
     submissions/<exp>-<YYYYmmdd-HHMMSS>.csv   submission_path(exp)  ('/' in the name becomes '-')
@@ -38,6 +39,8 @@ from typing import NamedTuple
 BEST = "best.pt"  # checkpoint of the selected epoch: what predict, --oof and kernels load
 LAST = "last.pt"  # full training state after the latest finished epoch (--resume)
 METRICS_CSV = "metrics.csv"
+SWA_CKPT = "swa.pt"  # train.swa: the averaged weights (best.pt too when they score at least as well)
+EPOCHS_DIR = "epochs"  # train.swa: epoch<E>.pt of the epochs that may still be averaged
 OOF_FILE = "oof.npy"
 OOF_IDS_FILE = "oof_ids.csv"
 OOF_AUX_FILE = "oof_aux.npy"
@@ -190,6 +193,18 @@ class RunLayout:
     def metrics(self, fold: int) -> Path:
         """``fold<K>/metrics.csv``."""
         return self.fold(fold) / METRICS_CSV
+
+    def swa(self, fold: int) -> Path:
+        """``fold<K>/swa.pt``: the averaged checkpoint of ``train.swa``."""
+        return self.fold(fold) / SWA_CKPT
+
+    def epochs_dir(self, fold: int) -> Path:
+        """``fold<K>/epochs/``: the epoch checkpoints ``train.swa`` may average."""
+        return self.fold(fold) / EPOCHS_DIR
+
+    def epoch_checkpoint(self, fold: int, epoch: int) -> Path:
+        """``fold<K>/epochs/epoch<E>.pt`` (1-based epoch, zero-padded to 3 digits)."""
+        return self.epochs_dir(fold) / f"epoch{int(epoch):03d}.pt"
 
     def oof(self, fold: int, tta: str = "") -> OofPaths:
         """Training's OOF store of fold ``fold`` (``tta=""``) or its ``--oof --tta`` re-prediction."""

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{r.selected_score:.4f} (train.select=last)"
                 )
             )
+            if r.swa_score == r.swa_score:  # train.swa averaged the fold (not NaN)
+                kept += f"; averaged weights {r.swa_score:.4f} ({'kept as best.pt' if r.swa_kept else 'not kept'})"
             print(
                 f"fold {r.fold}: best {cfg.competition.metric} {r.best_score:.4f} at epoch {r.best_epoch}/{r.epochs}"
                 f"{kept} ({r.seconds:.0f}s) -> {r.fold_dir}"

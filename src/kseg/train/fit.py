@@ -32,6 +32,7 @@ from kseg.layout import (
     OOF_FILE,
     OOF_IDS_FILE,
     RUNS_DIR,
+    SWA_CKPT,
     TTA_OOF_PREFIX,
     fold_dir_name,
 )
@@ -46,6 +47,7 @@ from kseg.train.preflight import remove_stale_temps
 from kseg.train.runtime import Runtime
 from kseg.train.seed import configure_determinism, seed_everything
 from kseg.train.state import Progress, write_metrics_csv
+from kseg.train.swa import average_fold, keep_epoch, prune_epochs
 from kseg.train.tracking import Tracker, start_tracker
 from kseg.train.trainer import Trainer
 from kseg.train.truth import TruthTable
@@ -68,6 +70,8 @@ class FoldResult:
     select: str = "best"
     selected_score: float = math.nan
     selected_epoch: int = -1
+    swa_score: float = math.nan  # train.swa: the averaged weights' val metric
+    swa_kept: bool = False  # whether they replaced best.pt + oof.npy
 
 
 def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
@@ -113,12 +117,16 @@ def train_fold(
             run.run_epoch()
             if on_epoch_end is not None:
                 on_epoch_end(run.progress.epoch, run.progress)
+        if cfg.train.swa != "off":
+            average_fold(run)
         run.finish()
     finally:
         run.tracker.finish()
     p, select = run.progress, cfg.train.select
-    seconds = time.time() - start
-    return FoldResult(fold, p.best_score, p.best_epoch, p.epoch, seconds, run.fold_dir, select, *p.selected(select))
+    seconds, swa = time.time() - start, p.swa or {}
+    selected = (swa["score"], p.epoch) if swa.get("kept") else p.selected(select)
+    swa_result = (swa.get("score", math.nan), bool(swa.get("kept")))
+    return FoldResult(fold, p.best_score, p.best_epoch, p.epoch, seconds, run.fold_dir, select, *selected, *swa_result)
 
 
 @dataclass
@@ -168,8 +176,9 @@ class FoldRun:
             fold_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(fold_dir)  # left by a run killed inside an atomic write
             if not resume:  # a fresh run replaces every artefact of an older one
-                for name in (BEST, LAST, OOF_FILE, OOF_AUX_FILE, METRICS_CSV):
+                for name in (BEST, LAST, OOF_FILE, OOF_AUX_FILE, METRICS_CSV, SWA_CKPT):
                     (fold_dir / name).unlink(missing_ok=True)
+                prune_epochs(cfg, self.fold, [])
                 for stale in fold_dir.glob(f"{TTA_OOF_PREFIX}*"):  # re-predicted OOF of the old weights
                     stale.unlink(missing_ok=True)
             save_config(cfg)
@@ -209,8 +218,17 @@ class FoldRun:
     def _validate(self, epoch: int) -> tuple[float, float, bool, ValOutput]:
         """(val loss, metric, kept, outputs) of 0-based ``epoch``: the validated weights (EMA with ``train.ema``)
         scored on the held fold; its OOF becomes ``oof.npy`` when the epoch is kept (``train.select``)."""
+        last = self.cfg.train.select == "last"
+        return self.validate_model(
+            self.trainer.eval_model, f"ep{epoch + 1}", lambda s: last or self.progress.improves(s)
+        )
+
+    def validate_model(
+        self, eval_model: torch.nn.Module, label: str, keep_rule: Callable[[float], bool]
+    ) -> tuple[float, float, bool, ValOutput]:
+        """(val loss, metric, kept, outputs) of ``eval_model`` on the held fold; its OOF becomes ``oof.npy`` when
+        ``keep_rule(metric)`` (the epoch rule, or ``kseg.train.swa``'s for averaged weights)."""
         cfg, fold_dir, data, info = self.cfg, self.fold_dir, self.data, self.info
-        eval_model = self.trainer.eval_model
         D.broadcast_buffers(eval_model, info)  # each rank's last BN update saw only its own batch
         writer = OofWriter(fold_dir / OOF_FILE, self.shape) if self.shape[0] else None
         try:
@@ -223,11 +241,11 @@ class FoldRun:
                 writer,
                 cfg,
                 self.trainer.rt,
-                desc=f"{fold_dir_name(self.fold)} ep{epoch + 1} val",
+                desc=f"{fold_dir_name(self.fold)} {label} val",
                 n_images=cfg.train.log_images if info.is_main else 0,
             )
             val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
-            keep = self.progress.improves(score) or cfg.train.select == "last"  # this epoch goes to best.pt + oof.npy
+            keep = keep_rule(score)  # these weights go to best.pt + oof.npy
             _store_oof(writer, keep, fold_dir, data, info, res)
         except BaseException:
             if writer is not None:
@@ -242,8 +260,10 @@ class FoldRun:
         if keep:
             best = {"epoch": epoch, "score": score, "metric": metric, "select": t.select}
             save_checkpoint(fold_dir / BEST, trainer.eval_model, cfg, **best)
+        keep_epoch(cfg, self.fold, trainer.eval_model, self.progress)  # train.swa: a checkpoint to average later
         write_metrics_csv(fold_dir / METRICS_CSV, self.progress.history)
         trainer.save(fold_dir / LAST)
+        prune_epochs(cfg, self.fold, self.progress.swa_candidates(t.swa, t.swa_k))
         logged = {"epoch": epoch, "lr": row["lr"], "train/loss": row["train_loss"], "val/loss": row["val_loss"]}
         self.tracker.log({**logged, f"val/{metric}": score}, step=epoch)
         self.tracker.log_images(res.images, step=epoch)

@@ -36,6 +36,7 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
     wandb_id: str | None = None
     stopped_early: bool = False
+    swa: dict[str, Any] | None = None  # train.swa's outcome once averaged (kseg.train.swa.average_fold)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +55,7 @@ class Progress:
         """
         improved = self.improves(row["val_metric"])
         self.epoch = int(row["epoch"])
+        self.swa = None  # an average of earlier epochs is out of date
         if improved:
             self.best_score, self.best_epoch, self.bad_epochs = row["val_metric"], self.epoch, 0
         else:
@@ -69,10 +71,23 @@ class Progress:
             return float(self.history[-1]["val_metric"]), self.epoch
         return self.best_score, self.best_epoch
 
+    def swa_candidates(self, mode: str, k: int) -> list[int]:
+        """The 1-based epochs ``train.swa`` would average now, sorted: the ``k`` of highest val metric
+        (``top``; NaN never, ties to the later epoch), the ``k`` latest (``last``), none (``off``)."""
+        rows = [(int(r["epoch"]), float(r["val_metric"])) for r in self.history]
+        if mode == "last":
+            return sorted(e for e, _ in rows[-k:])
+        if mode == "top":
+            finite = [(e, s) for e, s in rows if math.isfinite(s)]
+            return sorted(e for e, _ in sorted(finite, key=lambda es: (-es[1], -es[0]))[:k])
+        return []
 
-def write_metrics_csv(path: str | Path, history: list[dict[str, float]]) -> None:
-    """``metrics.csv``: one row per finished epoch with ``METRIC_COLUMNS`` (rewritten atomically)."""
-    df = pd.DataFrame(history, columns=METRIC_COLUMNS)
+
+def write_metrics_csv(path: str | Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.csv``: one row per finished epoch with ``METRIC_COLUMNS`` (rewritten atomically), and the columns
+    of any other keys the rows have (``train.swa``'s row: ``swa_epochs``, ``swa_kept``)."""
+    extra = [k for k in dict.fromkeys(k for row in history for k in row) if k not in METRIC_COLUMNS]
+    df = pd.DataFrame(history, columns=METRIC_COLUMNS + extra)
     atomic_write_text(Path(path), df.to_csv(index=False))
 
 
