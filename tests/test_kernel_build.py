@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kseg.cli import main
-from kseg.config import load_config
+from kseg.config import load_config, save_config
 from kseg.kernel import build as build_mod
 from kseg.kernel.build import PLACEHOLDER_USER, build_kernel, size_table
 from kseg.kernel.script import render_script
@@ -35,6 +35,8 @@ def _fake_runs(cfg, folds=(0, 1, 2), run: str | None = None) -> None:
         path = Path(cfg.runs_dir) / (run or cfg.name) / f"fold{k}" / "best.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(FAKE_CKPT + bytes([k]))
+    if run:  # another experiment's saved config: the run-time estimate builds its model
+        save_config(cfg.replace(name=run), Path(cfg.runs_dir) / run / "config.yaml")
 
 
 @pytest.fixture()

@@ -171,6 +171,11 @@ class KernelConfig:
     dataset_title: str = ""  # '' -> the dataset slug
     license: str = "CC0-1.0"  # dataset license name
     enable_gpu: bool = True
+    # run-time budget (kseg.kernel.budget): build refuses an ensemble estimated over the limit unless --force
+    time_limit_hours: float = bounded(9.0, gt=0)  # the competition's kernel run-time limit
+    test_images: int = bounded(0, ge=0, note="(0 = the local test set's size)")  # hidden test set size
+    gpu_speedup: float = bounded(10.0, gt=0)  # CPU / GPU seconds per forward; assumed until measured on a GPU
+    startup_minutes: float = bounded(2.0, ge=0)  # offline wheel install + checkpoint loading
 
 
 @dataclass(frozen=True)

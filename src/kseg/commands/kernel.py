@@ -1,7 +1,7 @@
 """``kseg kernel build|rehearse|push|status|submit``: offline Kaggle inference kernels.
 
 kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels]
-                     [--allow-postprocess-mismatch] [key=value ...]
+                     [--allow-postprocess-mismatch] [--force] [key=value ...]
 kseg kernel rehearse -c CONFIG [--isolation auto|unshare|guard] [--timeout S] [--keep] [key=value ...]
 kseg kernel push     -c CONFIG [-m MSG] [--no-wait] [--no-output] [--poll S] [--timeout S] [key=value ...]
 kseg kernel status   -c CONFIG [--wait] [--poll S] [--timeout S] [key=value ...]
@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--allow-postprocess-mismatch",
         action="store_true",
         help="ship postprocess.json even when it was tuned on other runs, folds or TTA (default: refuse)",
+    )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="build even when the estimated run time exceeds kernel.time_limit_hours (default: refuse)",
     )
 
     r = sub.add_parser("rehearse", help="run the built kernel locally, offline, as Kaggle would")
@@ -96,8 +101,11 @@ def _build(args: argparse.Namespace, overrides: list[str], runs: list[str] | Non
         wheels=() if args.no_wheels else None,
         user=args.user,
         allow_postprocess_mismatch=args.allow_postprocess_mismatch,
+        force=args.force,
     )
     print(size_table(result.files))
+    if result.estimate is not None:
+        print(result.estimate.describe())
     print(f"dataset {result.names.dataset_id}: {result.dataset_dir}")
     print(f"kernel  {result.names.kernel_id}: {result.script}")
     print(f"built in {result.seconds:.1f}s; next: kseg kernel rehearse -c {args.config}")

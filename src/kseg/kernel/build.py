@@ -28,6 +28,7 @@ from kseg.atomic import atomic_write_text
 from kseg.config import Config, save_config
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.infer.pipeline import ALLOW_MISMATCH_FLAG, check_postprocess_ensemble
+from kseg.kernel.budget import RunTimeEstimate, check_budget, estimate_run_time
 from kseg.kernel.metadata import competition_slug, write_json, write_metadata
 from kseg.kernel.script import render_script
 from kseg.kernel.slugs import KernelNames, kaggle_username, kernel_names
@@ -63,6 +64,7 @@ class BuildResult:
     script: Path
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    estimate: RunTimeEstimate | None = None  # the run-time budget check (kseg.kernel.budget)
 
     @property
     def dataset_dir(self) -> Path:
@@ -252,6 +254,7 @@ def build_kernel(
     user: str | None = None,
     cache_dir: Path | None = None,
     allow_postprocess_mismatch: bool = False,
+    force: bool = False,
 ) -> BuildResult:
     """Write ``kernels/<exp>/{dataset,kernel}/`` for ``cfg`` (+ the ``runs`` it ensembles); see module doc.
 
@@ -273,6 +276,10 @@ def build_kernel(
         cache_dir=cache_dir,
         allow_postprocess_mismatch=allow_postprocess_mismatch,
     )
+    folds_of = {run: [f for f, _ in find_checkpoints(cfg.runs_dir, run, req.folds)] for run in req.runs}
+    estimate = estimate_run_time(cfg, folds_of, req.tta or cfg.predict.tta)
+    log.info("%s", estimate.describe())
+    warnings += check_budget(estimate, force)
     out = cfg.kernel_layout
     stage = out.staging(os.getpid())
     shutil.rmtree(stage.root, ignore_errors=True)
@@ -293,4 +300,4 @@ def build_kernel(
         )
     for w in warnings:
         log.warning("%s", w)
-    return BuildResult(out.root, req.names, files, out.kernel / code_file, warnings, time.time() - start)
+    return BuildResult(out.root, req.names, files, out.kernel / code_file, warnings, time.time() - start, estimate)
