@@ -11,14 +11,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from kseg.data.rle import RleDialect, rle_syntax_problems, union
 from kseg.data.volumes import VolumeSpec
-from kseg.typed import ConfigError
+from kseg.metrics.registry import METRIC_REGISTRY, Metric, build_metric
+from kseg.typed import ConfigError, choice
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class CompetitionSpec:
     classes: tuple[str, ...]
     kaggle: str = ""  # competition slug for the kaggle CLI
     mode: Literal["binary", "multilabel", "multiclass"] = "binary"
-    metric: Literal["dice", "iou_ap"] = "dice"
+    metric: str = choice("kseg.metrics:METRIC_REGISTRY", "dice")  # see kseg.metrics.registry
+    metric_params: dict[str, Any] = field(default_factory=dict)  # the metric's parameters (beta, class_weights ...)
     train_csv: str = "train.csv"
     train_images: str = "train_images"
     test_images: str = "test_images"
@@ -87,11 +89,28 @@ class CompetitionSpec:
                     f"competition.{which}.format: 'single' holds one class, "
                     f"but there are {len(self.classes)}; use combined, long or image_label"
                 )
+        self._check_metric()
         if self.group_pattern:
             try:
                 re.compile(self.group_pattern)
             except re.error as e:
                 raise ConfigError(f"competition.group_pattern: {self.group_pattern!r}: {e}") from e
+
+    def _check_metric(self) -> None:
+        if self.metric not in METRIC_REGISTRY:
+            raise ConfigError(METRIC_REGISTRY.unknown(self.metric, "competition.metric"))
+        scorer = build_metric(self.metric, self.metric_params, self.num_classes)
+        if scorer.kind == "volume" and self.volume is None:
+            raise ConfigError(
+                f"competition.metric: {self.metric} scores 3D volumes per case, but competition.volume is not set; "
+                "add volume: {pattern: ...} with named groups case and slice (e.g. "
+                "'(?P<case>case\\d+_day\\d+)_slice_(?P<slice>\\d+)')"
+            )
+
+    @property
+    def scorer(self) -> Metric:
+        """The competition's metric (``metric`` + ``metric_params``) as a ``kseg.metrics.Metric``."""
+        return build_metric(self.metric, self.metric_params, self.num_classes)
 
     @property
     def num_classes(self) -> int:

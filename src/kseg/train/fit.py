@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kseg.competition import CompetitionSpec
 from kseg.config import Config, save_config
 from kseg.data.dataset import read_labels
 from kseg.data.folds import fold_split
@@ -37,11 +38,10 @@ from kseg.layout import (
     fold_dir_name,
 )
 from kseg.losses import build_loss
-from kseg.metrics import score_from_stats
 from kseg.models import build_model, save_checkpoint, validated_state_dict
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
-from kseg.train.loop import ValOutput, train_epoch, validate
+from kseg.train.loop import ValOutput, train_epoch, validate, volume_score
 from kseg.train.oof_store import OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.runtime import Runtime
@@ -83,15 +83,23 @@ def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
     return len(data.val_index), cfg.competition.num_classes, h, w
 
 
-def _reduce_val(res: ValOutput, n_val: int, metric: str, info: D.DistInfo) -> tuple[float, float]:
-    """(val loss, competition metric over every val image x class), identical on every rank."""
+def _reduce_val(res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: D.DistInfo) -> tuple[float, float]:
+    """(val loss, competition metric ``spec.scorer`` over every val image x class), identical on every rank.
+
+    A ``volume`` metric (dice_hausdorff) scores the gathered masks case by case (``ValOutput.volume``).
+    """
+    n_val, metric = len(val_ids), spec.scorer
     loss_sum, count = D.all_reduce_sum([res.loss_sum, float(res.count)], info)
     parts = D.all_gather_objects(res.stats(), info)
     pos = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
     if len(pos) != n_val or len(np.unique(pos)) != n_val:
         raise RuntimeError(f"validation covered {len(np.unique(pos))} of {n_val} images")
-    stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
-    score = score_from_stats(*stats, metric)
+    if metric.kind == "volume":
+        packed = [m for part in D.all_gather_objects(res.volume, info) for m in part]
+        score = volume_score(metric, spec.volume_keys([val_ids[i] for i in pos]), packed)
+    else:
+        stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
+        score = metric.score_stats(*stats)
     return (loss_sum / count if count else math.nan), score
 
 
@@ -244,7 +252,7 @@ class FoldRun:
                 desc=f"{fold_dir_name(self.fold)} {label} val",
                 n_images=cfg.train.log_images if info.is_main else 0,
             )
-            val_loss, score = _reduce_val(res, len(data.val_ids), cfg.competition.metric, info)
+            val_loss, score = _reduce_val(res, list(data.val_ids), cfg.competition, info)
             keep = keep_rule(score)  # these weights go to best.pt + oof.npy
             _store_oof(writer, keep, fold_dir, data, info, res)
         except BaseException:

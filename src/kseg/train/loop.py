@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from kseg.config import Config
 from kseg.losses import SegLoss
-from kseg.metrics import mask_stats
+from kseg.metrics import Metric, case_groups, mask_stats
 from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
 from kseg.train.dist import DistInfo, all_true
@@ -26,7 +26,16 @@ from kseg.train.tracking import display_image, label_map
 from kseg.train.trainer import Trainer
 from kseg.train.truth import TruthTable, restore_batch
 
-__all__ = ["EpochCounts", "Runtime", "ValOutput", "amp_step", "train_epoch", "train_one_epoch", "validate"]
+__all__ = [
+    "EpochCounts",
+    "Runtime",
+    "ValOutput",
+    "amp_step",
+    "train_epoch",
+    "train_one_epoch",
+    "validate",
+    "volume_score",
+]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +194,8 @@ class ValOutput:
     true_area: list[np.ndarray] = field(default_factory=list)
     images: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     aux: list[np.ndarray] = field(default_factory=list)  # uint8 [b, C] aux-head probabilities per batch
+    # volume metrics only: per image (np.packbits of pred bool [C, H, W], of truth, (C, H, W)), positions order
+    volume: list[tuple[np.ndarray, np.ndarray, tuple[int, ...]]] = field(default_factory=list)
 
     def aux_array(self) -> np.ndarray | None:
         """uint8 [n, C] aux-head probabilities of this rank's images in ``positions`` order, None without aux."""
@@ -217,6 +228,7 @@ def validate(
     res = ValOutput()
     thr = cfg.train.val_threshold
     mode = cfg.competition.mode
+    volumes = cfg.competition.scorer.kind == "volume"  # dice_hausdorff: keep the masks for the 3D part
     offset = 0
     for batch in tqdm(loader, desc=desc, leave=False, disable=not rt.progress, dynamic_ncols=True):
         x = rt.images(batch)
@@ -239,7 +251,10 @@ def validate(
                 raise ValueError(f"image {ids[0]}: submission size {size} != OOF size {writer.shape[2:]}")
             writer.write(offset, to_uint8(full))
         pred = (full > thr).cpu().numpy()
-        inter, pa, ta = mask_stats(pred, truth.masks(ids, size, natives))
+        true = truth.masks(ids, size, natives)
+        inter, pa, ta = mask_stats(pred, true)
+        if volumes:
+            res.volume += [(np.packbits(p), np.packbits(t), p.shape) for p, t in zip(pred, true, strict=True)]
         res.inter.append(inter)
         res.pred_area.append(pa)
         res.true_area.append(ta)
@@ -256,3 +271,28 @@ def validate(
                 )
         offset += b
     return res
+
+
+def volume_score(
+    metric: Metric, keys: tuple[np.ndarray, np.ndarray], packed: list[tuple[np.ndarray, np.ndarray, tuple[int, ...]]]
+) -> float:
+    """A ``volume`` metric of packed validation masks (``ValOutput.volume``) with their (case, slice) ``keys`` [n].
+
+    Each case's slices are unpacked and stacked in numeric slice order; its slices must share one size.
+    """
+    stats = None
+    for name, idx in case_groups(*keys):
+        shapes = {packed[i][2] for i in idx}
+        if len(shapes) != 1:
+            raise ValueError(f"case {name}: its slices have different sizes {sorted(shapes)}; a volume needs one")
+        (shape,) = shapes
+        count = int(np.prod(shape))
+
+        def unpack(k: int, idx: np.ndarray = idx, shape: tuple[int, ...] = shape, count: int = count) -> np.ndarray:
+            return np.stack([np.unpackbits(packed[i][k], count=count).reshape(shape).astype(bool) for i in idx])
+
+        part = metric.case_stats(unpack(0), unpack(1))
+        stats = part if stats is None else stats + part
+    if stats is None:
+        raise ValueError("no validation images to score")
+    return metric.class_mean(metric.finalize(stats))

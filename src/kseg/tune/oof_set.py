@@ -162,16 +162,27 @@ class OOFSet:
                     q = np.ascontiguousarray(f.probs[start : start + len(ids)])
                     aux = None if f.aux is None else np.asarray(f.aux[start : start + len(ids)])
                 else:
-                    acc = np.zeros((len(ids),) + self.shape, dtype=np.float32)
-                    aux_acc = np.zeros((len(ids), self.shape[0]), dtype=np.float32) if self.has_aux else None
-                    for name in self.names:
-                        part, part_aux = self._gather(name, ids)
-                        acc += part
-                        if aux_acc is not None:
-                            aux_acc += part_aux  # type: ignore[operator]
-                    q = np.rint(acc / np.float32(len(self.names))).astype(np.uint8)
-                    aux = None if aux_acc is None else np.rint(aux_acc / np.float32(len(self.names))).astype(np.uint8)
+                    q, aux = self.take(ids)
                 yield Chunk(ids, f.fold, q, aux)
+
+    def take(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 [n, C, H, W] (+ aux [n, C] | None) of any ``ids``, averaged over the experiments as in ``chunks``."""
+        if len(self.names) == 1:
+            return self._gather(self.names[0], ids)
+        acc = np.zeros((len(ids),) + self.shape, dtype=np.float32)
+        aux_acc = np.zeros((len(ids), self.shape[0]), dtype=np.float32) if self.has_aux else None
+        for name in self.names:
+            part, part_aux = self._gather(name, ids)
+            acc += part
+            if aux_acc is not None:
+                aux_acc += part_aux  # type: ignore[operator]
+        q = np.rint(acc / np.float32(len(self.names))).astype(np.uint8)
+        aux = None if aux_acc is None else np.rint(aux_acc / np.float32(len(self.names))).astype(np.uint8)
+        return q, aux
+
+    def fold_positions(self) -> dict[str, int]:
+        """{image id: position of its fold in ``folds``} (the first experiment's folds)."""
+        return {i: k for k, f in enumerate(self.experiments[self.names[0]]) for i in f.ids}
 
 
 def check_against_folds(cfg: Config, oof: OOFSet) -> None:

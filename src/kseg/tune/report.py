@@ -63,6 +63,7 @@ def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> 
         "experiment": experiment,
         "runs": result.runs,
         "metric": result.metric,
+        "metric_params": result.metric_params,
         "n_images": result.n_images,
         "folds": result.folds,
         "oof_tta": oof_tta or "none",

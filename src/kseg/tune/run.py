@@ -13,20 +13,24 @@ from tqdm.auto import tqdm
 
 from kseg.config import Config
 from kseg.layout import RunLayout
-from kseg.metrics import get_metric
+from kseg.metrics import Metric
 from kseg.postprocess import ClassParams, exclusive_candidates
 from kseg.train.truth import TruthTable
 from kseg.tune.grid import Grid
 from kseg.tune.oof_set import OOFSet, check_against_folds, load_oof
-from kseg.tune.search import Choice, ScoreTable
-from kseg.tune.stats import class_grid_stats
+from kseg.tune.search import Choice, ScoreTable, StatsTable
+from kseg.tune.stats import ChunkStats, class_grid_stats
+from kseg.tune.volume import score_cases
 
 log = logging.getLogger(__name__)
 
 
+Table = ScoreTable | StatsTable
+
+
 @dataclass
 class TuneResult:
-    """Chosen parameters and scores (means over image x class) of one tuning run."""
+    """Chosen parameters and scores (per class, then the (weighted) mean over classes) of one tuning run."""
 
     classes: list[str]
     params: list[ClassParams]
@@ -35,9 +39,11 @@ class TuneResult:
     runs: list[str]
     metric: str
     folds: list[int]
-    table: ScoreTable
+    table: Table
     exclusive: bool = False  # tuned with the exclusive-class rule (kseg.postprocess.exclusive_candidates)
     selection: dict[str, str] = field(default_factory=dict)  # run -> train.select of its OOF epochs
+    metric_params: dict = field(default_factory=dict)  # competition.metric_params
+    class_weights: tuple[float, ...] = ()  # the metric's weights of the per-class scores (() = equal)
 
     @property
     def n_images(self) -> int:
@@ -45,7 +51,9 @@ class TuneResult:
 
     def _mean(self, attr: str) -> float:
         values = [getattr(c, attr) for c in self.choices]
-        return float("nan") if any(math.isnan(v) for v in values) else float(np.mean(values))
+        if any(math.isnan(v) for v in values):
+            return float("nan")
+        return float(np.average(values, weights=self.class_weights or None))
 
     @property
     def score_default(self) -> float:
@@ -110,25 +118,49 @@ def _load_checked(cfg: Config, runs: list[str]) -> tuple[OOFSet, Grid, TruthTabl
     return oof, grid, truth
 
 
+def _add_class(table: Table, metric: Metric, c: int, fold_index: np.ndarray, st: ChunkStats, cells: int) -> None:
+    """Book one class's grid statistics of a chunk: per-item scores (``item``) or additive statistics."""
+    n = len(fold_index)
+    if isinstance(table, ScoreTable):
+        scores = metric.item_scores(st.inter, st.pred_area, st.true_area).reshape(cells, n)
+        table.add(c, fold_index, scores, metric.item_scores(st.default_inter, st.default_pred_area, st.true_area))
+        return
+    stats = metric.item_stats(st.inter, st.pred_area, st.true_area)
+    default = metric.item_stats(st.default_inter, st.default_pred_area, st.true_area)
+    table.add(c, fold_index, stats.reshape(cells, n, stats.shape[-1]), default)
+
+
 def _score_chunks(
     cfg: Config, oof: OOFSet, grid: Grid, truth: TruthTable, progress: bool | None, runs: list[str]
-) -> ScoreTable:
-    """Score every grid cell per class on the OOF, ``cfg.tune.chunk_size`` images at a time."""
+) -> Table:
+    """Score every grid cell per class on the OOF, ``cfg.tune.chunk_size`` images at a time.
+
+    ``item`` metrics sum per-image scores (``ScoreTable``), ``pooled`` ones their additive statistics
+    (``StatsTable``); both vectorized over the cells. ``volume`` metrics go case by case (``score_cases``).
+    """
+    metric = cfg.competition.scorer
+    if metric.kind == "volume":
+        return score_cases(cfg, oof, grid, truth, metric, progress)
     size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
-    metric = get_metric(cfg.competition.metric)
     num_classes = oof.shape[0]
-    table = ScoreTable(num_classes, len(oof.folds), grid.size, grid.tie_rank())
+    if metric.kind == "item":
+        table: Table = ScoreTable(num_classes, len(oof.folds), grid.size, grid.tie_rank())
+    else:
+        width = metric.item_stats(0, 0, 0).shape[-1]
+        table = StatsTable(num_classes, len(oof.folds), grid.size, width, metric.finalize, grid.tie_rank())
     exclusive = cfg.competition.exclusive
     fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
     chunk_size = max(1, cfg.tune.chunk_size)
     n_chunks = sum(math.ceil(len(f.ids) / chunk_size) for f in oof.experiments[oof.names[0]])
     log.info(
-        "tuning %d cells x %d classes on %d OOF images of %s (%d folds)",
+        "tuning %d cells x %d classes on %d OOF images of %s (%d folds), metric %s (%s reduction, vectorized)",
         grid.size,
         num_classes,
         len(oof),
         ", ".join(runs),
         len(oof.folds),
+        metric.name,
+        metric.kind,
     )
     bar = tqdm(
         oof.chunks(chunk_size),
@@ -146,9 +178,7 @@ def _score_chunks(
         for c in range(num_classes):
             aux = None if chunk.aux is None else chunk.aux[:, c]
             st = class_grid_stats(q[:, c], masks[:, c], grid, aux)
-            scores = metric(st.inter, st.pred_area, st.true_area).reshape(grid.size, n)
-            default = metric(st.default_inter, st.default_pred_area, st.true_area)
-            table.add(c, fold_index, scores, default)
+            _add_class(table, metric, c, fold_index, st, grid.size)
     return table
 
 
@@ -175,4 +205,6 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         table=table,
         exclusive=cfg.competition.exclusive,
         selection=epoch_selection(cfg, runs),
+        metric_params=dict(cfg.competition.metric_params),
+        class_weights=cfg.competition.scorer.class_weights,
     )

@@ -18,6 +18,7 @@ pixels along the first axis that separates them; the order is total, so the choi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,32 +50,42 @@ class Choice:
     cv_cells: tuple[int, ...]
 
 
-class ScoreTable:
-    """Sums of per-image scores: ``sums`` [C, F, cells], ``default`` [C, F], ``counts`` [F].
+class _FoldSums:
+    """Sums per (class, fold, cell): ``sums`` [C, F, cells, *width], ``default`` [C, F, *width]; ``counts`` [F]."""
 
-    ``tie_rank`` int [cells] breaks ties between cells (``Grid.tie_rank``); None: the first cell wins.
-    """
-
-    def __init__(self, num_classes: int, num_folds: int, num_cells: int, tie_rank: np.ndarray | None = None) -> None:
-        self.sums = np.zeros((num_classes, num_folds, num_cells), dtype=np.float64)
-        self.default = np.zeros((num_classes, num_folds), dtype=np.float64)
+    def __init__(
+        self, num_classes: int, num_folds: int, num_cells: int, tie_rank: np.ndarray | None, width: tuple[int, ...]
+    ) -> None:
+        self.sums = np.zeros((num_classes, num_folds, num_cells, *width), dtype=np.float64)
+        self.default = np.zeros((num_classes, num_folds, *width), dtype=np.float64)
         self.counts = np.zeros(num_folds, dtype=np.int64)
         if tie_rank is not None:
             tie_rank = np.asarray(tie_rank)
             if tie_rank.shape != (num_cells,):
-                raise ValueError(f"ScoreTable: tie_rank has shape {tie_rank.shape}, expected ({num_cells},)")
+                raise ValueError(f"{type(self).__name__}: tie_rank has shape {tie_rank.shape}, expected ({num_cells},)")
         self.tie_rank = tie_rank
 
     def add_images(self, fold_index: np.ndarray) -> None:
         """Count the images of a chunk: fold_index int [n] (positions into the fold axis)."""
         self.counts += np.bincount(fold_index, minlength=self.counts.size)
 
-    def add(self, c: int, fold_index: np.ndarray, scores: np.ndarray, default: np.ndarray) -> None:
-        """Add one class's per-image scores of a chunk: scores float [cells, n], default float [n]."""
+    def add(self, c: int, fold_index: np.ndarray, values: np.ndarray, default: np.ndarray) -> None:
+        """Add one class's per-image values of a chunk: values float [cells, n, *width], default float [n, *width]."""
         for k in np.unique(fold_index):
             sel = fold_index == k
-            self.sums[c, k] += scores[:, sel].sum(axis=1)
-            self.default[c, k] += default[sel].sum()
+            self.sums[c, k] += values[:, sel].sum(axis=1)
+            self.default[c, k] += default[sel].sum(axis=0)
+
+
+class ScoreTable(_FoldSums):
+    """Sums of per-image scores: ``sums`` [C, F, cells], ``default`` [C, F], ``counts`` [F].
+
+    ``tie_rank`` int [cells] breaks ties between cells (``Grid.tie_rank``); None: the first cell wins.
+    ``add(c, fold_index, scores [cells, n], default [n])`` books a chunk's per-image scores.
+    """
+
+    def __init__(self, num_classes: int, num_folds: int, num_cells: int, tie_rank: np.ndarray | None = None) -> None:
+        super().__init__(num_classes, num_folds, num_cells, tie_rank, ())
 
     def choose(self, c: int) -> Choice:
         """Best cell on all images, its (optimistic) score, the default score and the CV score.
@@ -115,3 +126,68 @@ class ScoreTable:
         """Mean score of every cell per fold [F, cells] (NaN for folds without images)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sums[c] / np.where(self.counts > 0, self.counts, np.nan)[:, None]
+
+
+class StatsTable(_FoldSums):
+    """Additive metric statistics per (class, fold, cell): ``stats`` [C, F, cells, K], ``default`` [C, F, K].
+
+    For metrics that are not a mean of per-image scores (``pooled`` / ``volume`` kinds of
+    ``kseg.metrics.Metric``): a cell's score is ``finalize`` of its statistics summed over the images
+    (``global_dice``: intersections and areas), so choosing on K-1 folds is still a subtraction. The CV score is
+    ``finalize`` of the held folds' statistics at the cells chosen without them, summed over folds (the whole
+    OOF scored as the leaderboard would, each fold with its own choice). Ties as ``ScoreTable`` (on scores).
+    ``add(c, fold_index, stats [cells, n, K], default [n, K])`` books a chunk's per-item statistics.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_folds: int,
+        num_cells: int,
+        width: int,
+        finalize: Callable[[np.ndarray], np.ndarray],
+        tie_rank: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(num_classes, num_folds, num_cells, tie_rank, (width,))
+        self.finalize = finalize
+
+    @property
+    def stats(self) -> np.ndarray:
+        """The summed statistics [C, F, cells, K] (``sums``)."""
+        return self.sums
+
+    def choose(self, c: int) -> Choice:
+        """Best cell on all images, its score, the default score and the CV score (see the class docstring)."""
+        stats, counts = self.stats[c], self.counts
+        if int(counts.sum()) == 0:
+            raise ValueError("no OOF images to tune on")
+        total = stats.sum(axis=0)
+        scores = self.finalize(total)
+        cell = best_cell(scores, 1, self.tie_rank)
+        present = np.flatnonzero(counts > 0)
+        cv_cells: list[int] = []
+        cv = float("nan")
+        if present.size >= 2:
+            held = np.zeros(stats.shape[-1])
+            for k in present:
+                chosen = best_cell(self.finalize(total - stats[k]), 1, self.tie_rank)
+                cv_cells.append(chosen)
+                held += stats[k, chosen]
+            cv = float(self.finalize(held))
+        return Choice(
+            cell=cell,
+            score_tuned=float(scores[cell]),
+            score_default=float(self.finalize(self.default[c].sum(axis=0))),
+            score_cv=cv,
+            cv_cells=tuple(cv_cells),
+        )
+
+    def cell_means(self, c: int) -> np.ndarray:
+        """Score of every cell over all images [cells] (named like ``ScoreTable``'s)."""
+        return self.finalize(self.stats[c].sum(axis=0))
+
+    def fold_means(self, c: int) -> np.ndarray:
+        """Score of every cell per fold [F, cells] (NaN for folds without images)."""
+        out = self.finalize(self.stats[c])
+        out[self.counts == 0] = np.nan
+        return out

@@ -1,4 +1,4 @@
-"""Competition metrics, computed from per-item statistics.
+"""Per-item statistics and the per-item scores of the mean-reduced metrics.
 
 An *item* is one (image, class) mask pair.  :func:`mask_stats` reduces masks
 [..., H, W] to three int64 arrays [...] (intersection, predicted area, true area);
@@ -8,6 +8,10 @@ can cache the statistics and score many settings cheaply.
 * ``dice``: 2|A∩B| / (|A| + |B|), 1 when both masks are empty.
 * ``iou_ap``: TGS Salt metric per item: 1 when both are empty, 0 when exactly one
   is, else the fraction of thresholds t in 0.50, 0.55, ..., 0.95 with IoU > t.
+* ``fbeta_from_stats``: (1 + b^2) |A∩B| / (b^2 |B| + |A|) (A predicted, B true), 1 when both are empty.
+
+``METRICS`` / ``get_metric`` map the per-item metrics to these functions; the registry of everything a
+competition spec may name (pooled, volume and weighted metrics too) is ``kseg.metrics.registry``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "METRICS",
     "MetricFn",
     "dice_from_stats",
+    "fbeta_from_stats",
     "get_metric",
     "iou_ap_from_stats",
     "mask_stats",
@@ -100,6 +105,20 @@ def iou_ap_from_stats(inter: np.ndarray, pred_area: np.ndarray, true_area: np.nd
     np.divide(inter, union, out=iou, where=union > 0)
     out = np.mean(iou[..., None] > IOU_THRESHOLDS, axis=-1)
     return np.where(union == 0, 1.0, out)
+
+
+def fbeta_from_stats(inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray, beta: float = 1.0) -> np.ndarray:
+    """F-beta per item, float64 [...]: (1 + b^2) * inter / (b^2 * true_area + pred_area), 1 if both empty.
+
+    Precision inter / pred_area and recall inter / true_area combined as (1 + b^2) p r / (b^2 p + r);
+    beta < 1 weighs precision more (Vesuvius Ink Detection: F0.5). beta = 1 is dice.
+    """
+    inter, pred_area, true_area = _check_stats(inter, pred_area, true_area)
+    b2 = float(beta) ** 2
+    total = b2 * true_area + pred_area
+    out = np.ones(total.shape, dtype=np.float64)
+    np.divide((1.0 + b2) * inter, total, out=out, where=total > 0)
+    return out
 
 
 METRICS: Mapping[str, MetricFn] = MappingProxyType({"dice": dice_from_stats, "iou_ap": iou_ap_from_stats})
