@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import cv2
@@ -205,8 +206,11 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=3)
     ap.add_argument("--slices", type=int, default=80)
     args = ap.parse_args()
+    load_before = round(os.getloadavg()[0], 2)
     records = [bench_global(args.records, args.loop_cells), *bench_hausdorff(args.cases, args.slices)]
-    write_results("metric_tuning", records)
+    load = {"load_1min_before": load_before, "load_1min_after": round(os.getloadavg()[0], 2)}
+    print(f"1-minute load average: {load['load_1min_before']} before, {load['load_1min_after']} after")
+    write_results("metric_tuning", [{**r, **load} for r in records])
 
 
 if __name__ == "__main__":

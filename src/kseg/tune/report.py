@@ -116,7 +116,7 @@ def plot_class(result: TuneResult, c: int, path: Path) -> None:
     rest = ", ".join(f"{a}={grid.axes[i][chosen[i]]}" for i, a in enumerate(AXES) if i >= 2 and len(grid.axes[i]) > 1)
     ax.set_title(f"{result.classes[c]} ({result.metric}){': ' + rest if rest else ''}", fontsize=10)
     ax.set_xlabel("threshold")
-    ax.set_ylabel(f"mean {result.metric}")
+    ax.set_ylabel(result.metric)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
