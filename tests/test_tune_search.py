@@ -55,3 +55,29 @@ def test_score_table_ties_prefer_default_then_conservative_hand_built():
     assert best_cell(apart, 4, grid.tie_rank()) == 1
     with pytest.raises(ValueError, match="tie_rank"):
         ScoreTable(1, 2, 6, tie_rank=np.arange(5))
+
+
+def test_stats_table_pools_statistics_hand_computed():
+    """global dice, 2 folds x 2 cells; stats (inter, pred, true) per image, chosen and scored on summed pixels."""
+    from kseg.metrics import build_metric
+    from kseg.tune.search import StatsTable
+
+    metric = build_metric("global_dice")
+    t = StatsTable(1, 2, 2, 3, metric.finalize)
+    folds = np.array([0, 0, 1])
+    t.add_images(folds)
+    stats = np.array(
+        [
+            [[3, 4, 6], [0, 0, 0], [1, 1, 1]],  # cell 0: fold0 2*3/10 = 0.6, fold1 2*1/2 = 1.0, all 2*4/12 = 0.667
+            [[5, 10, 6], [0, 2, 0], [0, 0, 1]],  # cell 1: fold0 2*5/18 = 0.556, fold1 0.0, all 10/19 = 0.526
+        ],
+        dtype=np.float64,
+    )
+    t.add(0, folds, stats, default=stats[1])
+    ch = t.choose(0)
+    assert ch.cell == 0 and ch.score_tuned == pytest.approx(8 / 12)
+    assert ch.score_default == pytest.approx(10 / 19)
+    # held fold0 chosen on fold1 -> cell 0; held fold1 chosen on fold0 -> cell 0 (0.6 > 0.556): all cell 0
+    assert ch.cv_cells == (0, 0) and ch.score_cv == pytest.approx(8 / 12)
+    np.testing.assert_allclose(t.cell_means(0), [8 / 12, 10 / 19])
+    np.testing.assert_allclose(t.fold_means(0), [[0.6, 10 / 18], [1.0, 0.0]])
