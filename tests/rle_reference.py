@@ -7,7 +7,8 @@ test instead of agreeing with itself:
 - column order: "pixels are numbered from top to bottom, then left to right" (Kaggle evaluation pages of
   Severstal, TGS, Clouds, HuBMAP): pixel ``p`` (1-based) is row ``(p-1) % H``, column ``(p-1) // H``.
 - row order: pixels numbered left to right, then top to bottom (Carvana's ``train_masks.csv``, SenNet,
-  UW-Madison: ``mask.flatten()``): pixel ``p`` is row ``(p-1) // W``, column ``(p-1) % W``.
+  UW-Madison: ``mask.flatten()``): pixel ``p`` is row ``(p-1) // W``, column ``(p-1) % W``. (Contrails:
+  column order, ``-`` for an empty mask.)
 - relative starts (SIIM-ACR's ``mask_functions.py``): each start is the number of background pixels since the
   end of the previous run (0 for the first pixel); ``-1`` is an empty mask.
 
@@ -28,6 +29,8 @@ PUBLISHED: dict[str, dict] = {
     "streets": {"order": "column"},  # our own layout
     "airplanes": {"order": "column"},  # our own layout
     "demo": {"order": "column"},  # our own layout
+    "uwmgi": {"order": "row"},  # train.csv runs step by the width (rle_real.json UW-Madison rows)
+    "contrails": {"order": "column", "empty": "-"},  # evaluation page; labels are .npy, the submission is RLE
 }
 
 

@@ -26,7 +26,9 @@ def touch_images(folder: Path, names: list[str]) -> None:
         (folder / n).write_bytes(b"x")
 
 
-@pytest.mark.parametrize("name", ["severstal", "carvana", "clouds", "tgs-salt", "isbi2012", "demo"])
+@pytest.mark.parametrize(
+    "name", ["severstal", "carvana", "clouds", "tgs-salt", "isbi2012", "demo", "uwmgi", "contrails"]
+)
 def test_every_shipped_spec_parses(name: str) -> None:
     spec = spec_of(name)
     assert spec.name == name

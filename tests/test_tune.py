@@ -265,7 +265,7 @@ def test_truth_is_resized_centre_aligned_to_the_submission_size(tmp_path):
         np.testing.assert_array_equal(got[i, c], native.reshape(10, 2, 12, 2).mean(axis=(1, 3)) >= 0.5)
     # OOF stored at another size than the submission size is refused
     _write_oof(cfg, "exp", ids, np.zeros(3, dtype=int), np.zeros((3, C, H, W), np.uint8), None, seed=0)
-    with pytest.raises(ValueError, match="submits at 10x12"):
+    with pytest.raises(ValueError, match="stores OOF at 10x12"):
         tune(cfg, progress=False)
 
 

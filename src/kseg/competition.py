@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from kseg.data.inputs import ArrayInputs, read_label
 from kseg.data.rle import RleDialect, rle_syntax_problems, union
 from kseg.data.volumes import VolumeSpec
 from kseg.metrics.registry import METRIC_REGISTRY, Metric, build_metric
@@ -64,12 +65,15 @@ class CompetitionSpec:
     class_labels: tuple[str, ...] = ()  # how classes appear in csvs (default: 1..C for long/combined)
     image_size: tuple[int, int] | None = None  # native (H, W); None when sizes vary
     submission_size: tuple[int, int] | None = None  # (H, W) RLEs are encoded at; None = native
+    oof_size: tuple[int, int] | None = None  # (H, W) OOF is stored + tuned at when sizes vary; None = submission's
     train: CsvSpec = field(default_factory=CsvSpec)
     submission: CsvSpec = field(default_factory=CsvSpec)
     group_pattern: str = ""  # regex; group(1) of the image id = group kept in one fold (Carvana car id)
     exclusive: bool = False  # each pixel in at most one class (argmax post-processing, validate); multiclass implies it
     rle: RleDialect = field(default_factory=RleDialect)  # pixel order, starts, empty token of every csv
     volume: VolumeSpec | None = None  # images are slices of 3D cases (id -> case, slice; 2.5D stacking)
+    image_path: str = ""  # template of an id's file in the image folder ({id}, volume groups, glob); '' = image_file
+    arrays: ArrayInputs | None = None  # each id is a folder of .npy arrays combined into channels (kseg.data.inputs)
 
     def __post_init__(self) -> None:
         if self.mode == "multiclass" and not self.exclusive:
@@ -238,6 +242,42 @@ def _unite_instances(
     return ids[first], cls[first], united
 
 
+def _wide_table(
+    spec: CompetitionSpec, order: list[str], ids: np.ndarray, cls: np.ndarray, rles: np.ndarray
+) -> pd.DataFrame:
+    """``image_id`` + one RLE column per class ('' = empty) of rows (id, class index, RLE) [N]."""
+    table = pd.DataFrame({"image_id": order})
+    pos = pd.Series(np.arange(len(order)), index=order)
+    wide = np.full((len(order), spec.num_classes), "", dtype=object)
+    wide[pos.loc[ids].to_numpy(), cls] = rles
+    for c, name in enumerate(spec.classes):
+        table[name] = wide[:, c]
+    return table
+
+
+def read_array_labels(spec: CompetitionSpec, root: str | Path) -> pd.DataFrame:
+    """Labels of ``arrays.label`` masks (one ``.npy`` per record folder of ``train_images``) as RLEs in ``spec.rle``.
+
+    Records are the sub-folders, sorted by name; the table has the same columns as ``read_train_labels``.
+    """
+    assert spec.arrays is not None
+    folder = Path(root) / spec.train_images
+    if not folder.is_dir():
+        raise FileNotFoundError(f"train record folder not found: {folder}")
+    records = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    rles = [
+        [
+            spec.rle.encode(m) if m.any() else ""
+            for m in read_label(spec.arrays, folder / r, spec.num_classes).transpose(2, 0, 1)
+        ]
+        for r in records
+    ]
+    table = pd.DataFrame({"image_id": records})
+    for c, name in enumerate(spec.classes):
+        table[name] = [r[c] for r in rles]
+    return table
+
+
 def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool = False) -> pd.DataFrame:
     """One row per training image: column ``image_id`` then one RLE column per class ('' = empty).
 
@@ -246,6 +286,8 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool 
     so the dataset skips it by name).
     """
     root = Path(root)
+    if spec.arrays is not None and spec.arrays.label:
+        return read_array_labels(spec, root)
     path = root / spec.train_csv
     df = read_csv(path)
     csv = spec.train
@@ -264,7 +306,7 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool 
             f" (one row per object instance? set competition.train.instances: true)"
         )
     order = list(dict.fromkeys(ids.tolist()))
-    if csv.format == "long":
+    if csv.format == "long" and not spec.image_path:  # with image_path the csv lists every image (UW-Madison)
         img_dir = root / spec.train_images
         if not img_dir.is_dir():
             raise FileNotFoundError(f"train image folder not found: {img_dir}")
@@ -275,13 +317,7 @@ def read_train_labels(spec: CompetitionSpec, root: str | Path, missing_ok: bool 
             raise ValueError(f"{path}: image {unknown[0]!r} has a mask but no file in {img_dir}")
         order = listed + unknown
         del in_csv
-    table = pd.DataFrame({"image_id": order})
-    pos = pd.Series(np.arange(len(order)), index=order)
-    wide = np.full((len(order), spec.num_classes), "", dtype=object)
-    wide[pos.loc[ids].to_numpy(), cls] = rles
-    for c, name in enumerate(spec.classes):
-        table[name] = wide[:, c]
-    return table
+    return _wide_table(spec, order, ids, cls, rles)
 
 
 def list_test_ids(spec: CompetitionSpec, root: str | Path) -> list[str]:
@@ -294,4 +330,8 @@ def list_test_ids(spec: CompetitionSpec, root: str | Path) -> list[str]:
     img_dir = root / spec.test_images
     if not img_dir.is_dir():
         raise FileNotFoundError(f"neither {sample} nor test image folder {img_dir} exists")
+    if spec.arrays is not None:
+        return sorted(p.name for p in img_dir.iterdir() if p.is_dir())
+    if spec.image_path:
+        raise FileNotFoundError(f"{sample} not found: with competition.image_path the test ids come from it")
     return sorted(spec.image_id(p.name) for p in img_dir.iterdir() if p.name.endswith(spec.image_ext))

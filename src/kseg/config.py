@@ -45,7 +45,7 @@ class DataConfig:
     num_workers: int = bounded(2, ge=0)
     n_folds: int = bounded(5, ge=2)
     fold_seed: int = 42
-    normalize: Literal["imagenet", "unit"] = "imagenet"
+    normalize: Literal["imagenet", "max", "unit"] = "imagenet"  # max: / the input's maximum (MRI)
     augment: tuple[AugmentStep, ...] = ()
     on_bad_image: Literal["error", "skip"] = "error"
     pseudo_labels: str = ""  # train-format csv of pseudo-labelled test images (train folds only)

@@ -26,6 +26,7 @@ from torch import nn
 from kseg import __version__
 from kseg.atomic import CorruptFileError, atomic_torch_save, torch_load
 from kseg.config import Config, config_from_dict, config_to_dict
+from kseg.data.inputs import input_channels
 from kseg.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def fetch_encoder_weights(cfg: Config) -> None:
 
 
 def build_model(cfg: Config) -> SegModel:
-    """The smp model of ``cfg.model`` with K output channels (see ``num_outputs``)."""
+    """The smp model of ``cfg.model``: ``input_channels`` in, K output channels out (see ``num_outputs``)."""
     m = cfg.model
     kwargs: dict[str, Any] = dict(m.kwargs)
     aux_extra = kwargs.pop("aux_params", {}) or {}
@@ -193,7 +194,12 @@ def build_model(cfg: Config) -> SegModel:
     try:
         with weights_errors(m.encoder, hub):
             net = smp.create_model(
-                m.arch, encoder_name=m.encoder, encoder_weights=hub, in_channels=3, classes=num_outputs(cfg), **kwargs
+                m.arch,
+                encoder_name=m.encoder,
+                encoder_weights=hub,
+                in_channels=input_channels(cfg.competition),
+                classes=num_outputs(cfg),
+                **kwargs,
             )
     except WeightsUnavailableError:
         raise

@@ -2,7 +2,7 @@
 run the whole pipeline on it: folds -> train -> tune -> predict -> validate; prints the submission path.
 
 ``--competition demo`` (default) writes the synthetic Severstal-like competition to ``data.root``; any other
-name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes) writes that competition's
+name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes, uwmgi, contrails) writes that competition's
 miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.demo.registry.MINIATURES``).
 """
 
@@ -21,7 +21,18 @@ from kseg.tta import tta_names
 log = logging.getLogger(__name__)
 
 DEMO_CONFIG = "configs/demo.yaml"
-COMPETITIONS = ("demo", "severstal", "carvana", "clouds", "tgs-salt", "isbi2012", "streets", "airplanes")
+COMPETITIONS = (
+    "demo",
+    "severstal",
+    "carvana",
+    "clouds",
+    "tgs-salt",
+    "isbi2012",
+    "streets",
+    "airplanes",
+    "uwmgi",
+    "contrails",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

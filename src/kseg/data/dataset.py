@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from kseg.competition import read_csv, read_train_labels, split_rows
 from kseg.config import Config
 from kseg.data import geometry
-from kseg.data.images import ImageReadError, read_image
+from kseg.data.images import ImageReadError
+from kseg.data.inputs import ImagePaths, InputReader, input_problem
 from kseg.data.rle import RleDialect, decode
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,25 @@ def build_augment(cfg: Config) -> A.Compose:
 
 
 def normalize(image: np.ndarray, cfg: Config) -> np.ndarray:
-    """[H, W, 3] float32 in [0, 1] -> normalised float32."""
-    if cfg.data.normalize == "imagenet":
+    """[H, W, K] float32 -> normalised float32: ``data.normalize`` imagenet (K = 3 channels in [0, 1]),
+    max (divided by the input's maximum when it is > 0: MRI slices of any bit depth -> [0, 1]) or unit (as is).
+    """
+    mode = cfg.data.normalize
+    if mode == "imagenet":
+        if image.shape[-1] != 3:
+            raise ValueError(
+                f"data.normalize=imagenet needs 3 channels (RGB in [0, 1]), but the input has {image.shape[-1]}; "
+                "use data.normalize=max or unit"
+            )
         return (image - IMAGENET_MEAN) / IMAGENET_STD
+    if mode == "max":
+        top = float(image.max(initial=0.0))
+        return image / np.float32(top) if top > 0 else image
     return image
 
 
 def to_tensor_image(image: np.ndarray) -> torch.Tensor:
-    """[H, W, 3] -> float32 tensor [3, H, W]."""
+    """[H, W, K] -> float32 tensor [K, H, W]."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
 
@@ -136,7 +148,9 @@ def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str, dial
 
 
 class SegDataset(Dataset):
-    """Items: {"image": float32 [3, h, w], "mask": float32 [C, h, w] (with labels), "id": str, "size": [2]}.
+    """Items: {"image": float32 [K, h, w], "mask": float32 [C, h, w] (with labels), "id": str, "size": [2]}.
+
+    K = ``kseg.data.inputs.input_channels`` (3 for RGB images, the stacked slices or array channels).
 
     ``size`` is the original (H, W). Images are fitted to ``data.image_size`` (resize or pad), then the
     ``data.augment`` pipeline runs on image and masks together when ``train``.
@@ -177,17 +191,32 @@ class SegDataset(Dataset):
                 self.sources = rows["source"].tolist()
         self.skipped: list[str] = []
         self._check_files()
+        self.reader = InputReader(spec, self.ids, self.paths)
 
     def path(self, idx: int) -> Path:
-        folder = self.test_dir if self.sources[idx] == PSEUDO else self.train_dir
-        return folder / self.cfg.competition.image_file(self.ids[idx])
+        """The file (or record folder, ``competition.arrays``) of item ``idx``."""
+        return self.paths[idx]
+
+    def _resolve(self) -> list[Path]:
+        spec = self.cfg.competition
+        folders = {"train": ImagePaths(spec, self.train_dir), PSEUDO: ImagePaths(spec, self.test_dir)}
+        out = []
+        for image_id, source in zip(self.ids, self.sources, strict=True):
+            try:
+                out.append(folders[PSEUDO if source == PSEUDO else "train"](image_id))
+            except FileNotFoundError:
+                if self.cfg.data.on_bad_image != "skip":
+                    raise
+                out.append(folders["train"].folder / image_id)  # reported missing by _check_files
+        return out
 
     def _check_files(self) -> None:
         """Missing or empty files: raise naming the file, or (data.on_bad_image=skip) drop and log them."""
+        self.paths = self._resolve()
         keep = []
         for i in range(len(self.ids)):
             p = self.path(i)
-            problem = "missing" if not p.is_file() else ("empty (0 bytes)" if p.stat().st_size == 0 else "")
+            problem = input_problem(self.cfg.competition, p)
             if not problem:
                 keep.append(i)
             elif self.cfg.data.on_bad_image == "skip":
@@ -197,10 +226,14 @@ class SegDataset(Dataset):
                 raise ImageReadError(f"image file {problem}: {p} (set data.on_bad_image=skip to skip such files)")
         if self.skipped:
             log.warning("skipped %d bad image file(s)", len(self.skipped))
-            self.ids = [self.ids[i] for i in keep]
-            self.sources = [self.sources[i] for i in keep]
-            if self.rles is not None:
-                self.rles = [self.rles[i] for i in keep]
+            self._keep(keep)
+
+    def _keep(self, keep: list[int]) -> None:
+        self.ids = [self.ids[i] for i in keep]
+        self.sources = [self.sources[i] for i in keep]
+        self.paths = [self.paths[i] for i in keep]
+        if self.rles is not None:
+            self.rles = [self.rles[i] for i in keep]
 
     def drop_unreadable(self) -> list[str]:
         """Decode every image once and drop the unreadable ones (logged, added to ``skipped``); returns them.
@@ -210,7 +243,7 @@ class SegDataset(Dataset):
         keep, bad = [], []
         for i in range(len(self.ids)):
             try:
-                read_image(self.path(i))
+                self.reader.check(i)
                 keep.append(i)
             except (ImageReadError, FileNotFoundError) as e:
                 bad.append(str(self.path(i)))
@@ -218,10 +251,8 @@ class SegDataset(Dataset):
         if bad:
             log.warning("skipped %d unreadable image file(s)", len(bad))
             self.skipped += bad
-            self.ids = [self.ids[i] for i in keep]
-            self.sources = [self.sources[i] for i in keep]
-            if self.rles is not None:
-                self.rles = [self.rles[i] for i in keep]
+            self._keep(keep)
+            self.reader = InputReader(self.cfg.competition, self.ids, self.paths)
         return bad
 
     def __len__(self) -> int:
@@ -229,7 +260,7 @@ class SegDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any] | None:
         try:
-            image = read_image(self.path(idx))
+            image = self.reader(idx)
         except (ImageReadError, FileNotFoundError) as e:
             if self.cfg.data.on_bad_image != "skip":
                 raise

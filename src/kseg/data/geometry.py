@@ -27,7 +27,7 @@ def pad_offsets(native: tuple[int, int], target: tuple[int, int]) -> tuple[int, 
 
 
 def fit_image(image: np.ndarray, cfg: Config) -> np.ndarray:
-    """[H, W, ch] float32 -> [h, w, ch] at ``data.image_size`` (bilinear/area resize or reflect pad)."""
+    """[H, W, K] float32 -> [h, w, K] at ``data.image_size`` (bilinear/area resize or reflect pad)."""
     th, tw = cfg.data.image_size
     h, w = image.shape[:2]
     if (h, w) == (th, tw):
@@ -36,8 +36,9 @@ def fit_image(image: np.ndarray, cfg: Config) -> np.ndarray:
         top, bottom, left, right = pad_offsets((h, w), (th, tw))
         return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
     interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
-    out = cv2.resize(image, (tw, th), interpolation=interp)
-    return out if out.ndim == 3 else out[..., None]
+    if image.ndim == 3:  # any channel count (2.5D stacks, multi-frame arrays)
+        return _cv_resize(image, (th, tw), interp)
+    return cv2.resize(image, (tw, th), interpolation=interp)[..., None]
 
 
 def fit_mask(mask: np.ndarray, cfg: Config) -> np.ndarray:
@@ -134,6 +135,13 @@ def submission_size(cfg: Config, native: tuple[int, int]) -> tuple[int, int]:
     """(H, W) that masks of an image of ``native`` size are encoded at in submissions and OOF."""
     sub = cfg.competition.submission_size
     return (int(sub[0]), int(sub[1])) if sub else (int(native[0]), int(native[1]))
+
+
+def oof_size(cfg: Config, native: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) the OOF predictions of an image of ``native`` size are stored, scored and tuned at:
+    ``competition.oof_size`` (one shape for a fold whose images differ in size), else the submission size."""
+    size = cfg.competition.oof_size
+    return (int(size[0]), int(size[1])) if size else submission_size(cfg, native)
 
 
 def restore(

@@ -22,11 +22,13 @@ from kseg.demo.airplanes import write_airplanes
 from kseg.demo.carvana import write_carvana
 from kseg.demo.clouds import write_clouds
 from kseg.demo.common import Encoder
+from kseg.demo.contrails import write_contrails
 from kseg.demo.isbi2012 import write_isbi2012
 from kseg.demo.severstal import write_severstal
 from kseg.demo.streets import write_streets
 from kseg.demo.synthetic import make_demo
 from kseg.demo.tgs_salt import write_tgs_salt
+from kseg.demo.uwmgi import write_uwmgi
 from kseg.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,20 @@ for _m in (
         "configs/airplanes/unet-binary.yaml",
         _FAST + _TINY_UNET + ("data.image_size=[128, 128]", "data.batch_size=4"),
         {"n_train": 8, "n_test": 2},
+    ),
+    Miniature(
+        "uwmgi",
+        write_uwmgi,
+        "configs/uwmgi/unet-r34-25d.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[64, 64]", "data.batch_size=4"),
+        {"n_train": 3, "n_test": 2, "slices": 6},
+    ),
+    Miniature(
+        "contrails",
+        write_contrails,
+        "configs/contrails/unet-r34-ash.yaml",
+        _FAST + _TINY_UNET + ("data.image_size=[64, 64]", "data.batch_size=4"),
+        {"n_train": 6, "n_test": 2},
     ),
 ):
     MINIATURES.register(_m.name, _m)

@@ -41,7 +41,7 @@ class OofPrediction:
 def predict_fold_oof(cfg: Config, fold: int, tta: str, weights: str = BEST, progress: bool = True) -> OofPrediction:
     """Predict fold ``fold``'s validation images with ``runs/<exp>/fold<K>/<weights>`` and TTA ``tta``.
 
-    Writes uint8 [N, C, H, W] probabilities at the submission size, ids in folds.csv order and, with an
+    Writes uint8 [N, C, H, W] probabilities at the OOF size (``oof_size``), ids in folds.csv order and, with an
     aux head, uint8 [N, C] aux probabilities; each file atomically.
     """
     ensemble = Ensemble.from_runs(
@@ -56,7 +56,7 @@ def predict_fold_oof(cfg: Config, fold: int, tta: str, weights: str = BEST, prog
     aux_rows: list[np.ndarray] = []
     ids: list[str] = []
     try:
-        for i, pred in enumerate(predict_images(ensemble, val_ids, image_dir, progress=progress)):
+        for i, pred in enumerate(predict_images(ensemble, val_ids, image_dir, progress=progress, oof=True)):
             if writer is None:
                 writer = OofWriter(out.probs, (len(val_ids), *pred.q.shape))
             if pred.q.shape != writer.shape[1:]:

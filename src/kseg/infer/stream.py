@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from kseg.config import Config
-from kseg.data.geometry import restore, submission_size
+from kseg.data.geometry import oof_size, restore, submission_size
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.pseudo import confident_share
 
@@ -34,8 +34,9 @@ class Prediction:
     confident: np.ndarray | None = None  # float32 [C] share of confident pixels (with ``confidence``)
 
 
-def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg: Config) -> list[torch.Tensor]:
-    """probs [N, C, h, w] at the model size -> N tensors [C, H_i, W_i] at each image's submission size.
+def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg: Config, oof: bool = False) -> list[torch.Tensor]:
+    """probs [N, C, h, w] at the model size -> N tensors [C, H_i, W_i] at each image's submission size
+    (``oof``: at the OOF size, ``kseg.data.geometry.oof_size``).
 
     ``sizes`` is LongTensor [N, 2] of native (H, W); images of equal size are restored together.
     """
@@ -43,7 +44,7 @@ def restore_batch(probs: torch.Tensor, sizes: torch.Tensor, cfg: Config) -> list
     out: list[torch.Tensor | None] = [None] * len(native)
     for size in dict.fromkeys(native):
         idx = [i for i, s in enumerate(native) if s == size]
-        sub = submission_size(cfg, size)
+        sub = oof_size(cfg, size) if oof else submission_size(cfg, size)
         restored = restore(probs[idx], sub, cfg, native_size=size)
         for j, i in enumerate(idx):
             out[i] = restored[j]
@@ -74,12 +75,13 @@ def predict_images(
     num_workers: int | None = None,
     confidence: float | None = None,
     progress: bool = True,
+    oof: bool = False,
 ) -> Iterator[Prediction]:
     """Predict ``image_ids`` (files in ``image_dir``) with the ensemble, yielding one image at a time.
 
     Probabilities of every group of members are restored to the submission size
-    (``competition.submission_size``, else the image's own size) and summed with the ensemble weights,
-    then quantized to uint8. With ``confidence`` the share of confident pixels per class is computed
+    (``competition.submission_size``, else the image's own size; ``oof``: the OOF size), summed with the
+    ensemble weights, then quantized to uint8. With ``confidence`` the share of confident pixels per class is computed
     on the float probabilities (for pseudo-labels). Images skipped by the dataset
     (``data.on_bad_image=skip``) are not yielded.
     """
@@ -98,7 +100,7 @@ def predict_images(
             if list(batch["id"]) != ids:
                 raise RuntimeError("test loaders of the ensemble groups went out of step")
             probs, aux, w = ensemble.predict(batch["image"], gi)
-            restored = restore_batch(probs, sizes, g.cfg)
+            restored = restore_batch(probs, sizes, g.cfg, oof)
             acc = restored if acc is None else [a + r for a, r in zip(acc, restored, strict=True)]
             if aux is not None:
                 aux_acc = aux if aux_acc is None else aux_acc + aux

@@ -21,7 +21,7 @@ import pandas as pd
 
 from kseg.competition import CompetitionSpec, split_rows
 from kseg.config import Config
-from kseg.data.images import image_size
+from kseg.data.inputs import ImagePaths, input_size
 from kseg.data.rle import decode, rle_area, validate_rle
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class _SizeOf:
     def __init__(self, cfg: Config) -> None:
         self.spec = cfg.competition
         self.folder = cfg.data_root / self.spec.test_images
+        self.paths = ImagePaths(self.spec, self.folder)
         self.cache: dict[str, tuple[int, int] | str] = {}
 
     def __call__(self, image: str) -> tuple[int, int] | str:
@@ -101,7 +102,8 @@ class _SizeOf:
         if image not in self.cache:
             path = self.folder / self.spec.image_file(image)
             try:
-                self.cache[image] = image_size(path)
+                path = self.paths(image)
+                self.cache[image] = input_size(self.spec, path)
             except (OSError, ValueError) as e:
                 self.cache[image] = f"cannot check the RLE: size of test image {path} unknown ({e})"
         return self.cache[image]

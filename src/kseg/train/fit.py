@@ -24,7 +24,7 @@ from kseg.competition import CompetitionSpec
 from kseg.config import Config, save_config
 from kseg.data.dataset import read_labels
 from kseg.data.folds import fold_split
-from kseg.data.geometry import submission_size
+from kseg.data.geometry import oof_size
 from kseg.layout import (
     BEST,
     LAST,
@@ -75,11 +75,11 @@ class FoldResult:
 
 
 def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
-    """(N val images of this rank, C, H, W) at the submission size (from the spec or the first image)."""
+    """(N val images of this rank, C, H, W) at the OOF size (``oof_size``: from the spec or the first image)."""
     native = cfg.competition.image_size
     if native is None and cfg.competition.submission_size is None:
         native = tuple(int(v) for v in data.val_ds[0]["size"].tolist())
-    h, w = submission_size(cfg, native or (0, 0))
+    h, w = oof_size(cfg, native or (0, 0))
     return len(data.val_index), cfg.competition.num_classes, h, w
 
 

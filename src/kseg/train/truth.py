@@ -16,8 +16,8 @@ import torch
 
 from kseg.config import Config
 from kseg.data.dataset import decode_masks, read_labels
-from kseg.data.geometry import resize_masks, restore, submission_size
-from kseg.data.images import image_size
+from kseg.data.geometry import oof_size, resize_masks, restore
+from kseg.data.inputs import ImagePaths, input_size
 from kseg.data.rle import KAGGLE, RleDialect
 
 
@@ -49,6 +49,7 @@ class TruthTable:
         labels = read_labels(cfg) if labels is None else labels
         table = labels.drop_duplicates("image_id").set_index("image_id")
         self.rles = table[list(cfg.competition.classes)]
+        self._paths = ImagePaths(cfg.competition, cfg.data_root / cfg.competition.train_images)
 
     def check(self, ids: Sequence[str]) -> None:
         """Raise naming the first of ``ids`` (OOF images) without a row in the training labels."""
@@ -62,9 +63,9 @@ class TruthTable:
         spec = self.cfg.competition
         if spec.image_size:
             return int(spec.image_size[0]), int(spec.image_size[1])
-        if not spec.submission_size:
-            return size  # submissions at each image's native size
-        return image_size(self.cfg.data_root / spec.train_images / spec.image_file(image_id))
+        if not spec.submission_size and not spec.oof_size:
+            return size  # OOF at each image's native size
+        return input_size(spec, self._paths(image_id))
 
     def masks(
         self, ids: Sequence[str], size: tuple[int, int], natives: Sequence[tuple[int, int]] | None = None
@@ -89,18 +90,18 @@ class TruthTable:
 def restore_batch(
     probs: torch.Tensor, natives: Sequence[tuple[int, int]], cfg: Config, ids: Sequence[str] = ()
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Model-size probs [B,C,h,w] -> ([B,C,H,W] at the submission size, (H, W)).
+    """Model-size probs [B,C,h,w] -> ([B,C,H,W] at the OOF size (``oof_size``), (H, W)).
 
-    All images of the batch must share one submission size (it is fixed whenever
+    All images of the batch must share one OOF size (it is fixed whenever ``competition.oof_size`` or
     ``competition.submission_size`` is set); otherwise the error names the first image that differs.
     """
-    sizes = [submission_size(cfg, n) for n in natives]
+    sizes = [oof_size(cfg, n) for n in natives]
     for i, s in enumerate(sizes):
         if s != sizes[0]:
             name = ids[i] if ids else f"#{i}"
             raise ValueError(
                 f"image {name}: submission size {s} differs from {sizes[0]} in the same batch; "
-                "set competition.submission_size so every OOF prediction has one shape"
+                "set competition.oof_size (or submission_size) so every OOF prediction has one shape"
             )
     if len(set(natives)) == 1:
         return restore(probs, sizes[0], cfg, native_size=natives[0]), sizes[0]

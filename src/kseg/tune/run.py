@@ -98,10 +98,11 @@ def _check_size(cfg: Config, oof: OOFSet) -> None:
         raise ValueError(
             f"OOF of {oof.names[0]} has {c} class channels, competition {spec.name} has {spec.num_classes}"
         )
-    if spec.submission_size and (h, w) != tuple(spec.submission_size):
+    want = spec.oof_size or spec.submission_size
+    if want and (h, w) != tuple(want):
         raise ValueError(
-            f"OOF of {oof.names[0]} is {h}x{w}, but competition {spec.name} submits at "
-            f"{spec.submission_size[0]}x{spec.submission_size[1]} (OOF must be stored at the submission size)"
+            f"OOF of {oof.names[0]} is {h}x{w}, but competition {spec.name} stores OOF at "
+            f"{want[0]}x{want[1]} (competition.oof_size, else submission_size)"
         )
 
 
