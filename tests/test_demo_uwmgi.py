@@ -147,4 +147,4 @@ def test_predictions_restored_to_each_images_own_size(root: Path, tmp_path: Path
         edge = w // 64 + 1  # bilinear blends one model pixel (w / 64 image pixels) across the probe's edge
         assert (o[:, :, : w // 2 - edge] > 0.99).all() and (o[:, :, w // 2 + edge :] < 0.01).all()
     oof = restore_batch(probs, sizes, cfg, oof=True)  # OOF and tuning: competition.oof_size
-    assert [tuple(o.shape) for o in oof] == [(3, 256, 256)] * 2
+    assert [tuple(o.shape) for o in oof] == [(3, *cfg.competition.oof_size)] * 2

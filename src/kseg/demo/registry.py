@@ -154,7 +154,7 @@ for _m in (
         "uwmgi",
         write_uwmgi,
         "configs/uwmgi/unet-r34-25d.yaml",
-        _FAST + _TINY_UNET + ("data.image_size=[64, 64]", "data.batch_size=4"),
+        _FAST + _TINY_UNET + ("data.image_size=[64, 64]", "data.batch_size=4", "competition.oof_size=[64, 64]"),
         {"n_train": 3, "n_test": 2, "slices": 6},
     ),
     Miniature(
