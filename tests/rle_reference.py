@@ -31,6 +31,9 @@ PUBLISHED: dict[str, dict] = {
     "demo": {"order": "column"},  # our own layout
     "uwmgi": {"order": "row"},  # train.csv runs step by the width (rle_real.json UW-Madison rows)
     "contrails": {"order": "column", "empty": "-"},  # evaluation page; labels are .npy, the submission is RLE
+    # HuBMAP Hacking the Kidney: "numbered from top to bottom, then left to right" (openai/mle-bench
+    # mlebench/competitions/hubmap-kidney-segmentation/description.md), see the hubmap entry of rle_real.json
+    "hubmap": {"order": "column"},
 }
 
 

@@ -2,7 +2,7 @@
 run the whole pipeline on it: folds -> train -> tune -> predict -> validate; prints the submission path.
 
 ``--competition demo`` (default) writes the synthetic Severstal-like competition to ``data.root``; any other
-name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes, uwmgi, contrails) writes that competition's
+name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes, uwmgi, contrails, hubmap) writes that competition's
 miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.demo.registry.MINIATURES``).
 """
 
@@ -32,7 +32,9 @@ COMPETITIONS = (
     "airplanes",
     "uwmgi",
     "contrails",
+    "hubmap",
 )
+KERNEL_DEMOS = ("demo", "hubmap")  # also build and rehearse the kernel (hubmap: tiled slides through the kernel)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-kernel",
         action="store_true",
-        help="stop after validate (by default the demo competition also builds and rehearses its kernel)",
+        help=f"stop after validate (by default {' and '.join(KERNEL_DEMOS)} also build and rehearse their kernel)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")
 
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = fit_folds(config, root, overrides, args.overrides, name)
     submission = submission_path(cfg.name)
     pipeline = stage_commands(config, root, overrides, args.tta, submission, cfg.tune.oof_tta)
-    if name == "demo" and not args.no_kernel:
+    if name in KERNEL_DEMOS and not args.no_kernel:
         ov = [f"data.root={root}", *overrides]
         pipeline += [
             ["kernel", "build", "-c", str(config), "--tta", args.tta, *ov],

@@ -14,6 +14,7 @@ window of the mask from them (vectorized over run pieces), so tile loaders never
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from kseg.data.rle import KAGGLE, RleDialect
@@ -50,11 +51,12 @@ class StripEncoder:
             padded[1:-1] = binary.ravel()
             edges = np.flatnonzero(np.diff(padded)).astype(np.int64)
             first, end = edges[0::2] + self.row * w, edges[1::2] + self.row * w
-        else:
+        else:  # one line per column, zero-padded on both ends so every run opens and closes in its line
             padded = np.zeros((w, n + 2), dtype=np.int8)
-            padded[:, 1:-1] = binary.T
-            cols, pos = np.nonzero(np.diff(padded, axis=1))  # row-major scan: per column, alternating
-            flat = cols.astype(np.int64) * h + self.row + pos
+            padded[:, 1:-1] = cv2.transpose(np.ascontiguousarray(binary))  # much faster than numpy's .T copy
+            edges = np.flatnonzero(np.diff(padded.ravel())).astype(np.int64)
+            cols, pos = np.divmod(edges, n + 2)
+            flat = cols * h + self.row + pos
             first, end = flat[0::2], flat[1::2]
         self._starts.append(first)
         self._ends.append(end)

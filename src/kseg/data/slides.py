@@ -19,7 +19,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SlideLayoutError", "Slide", "open_slide", "slide_size"]
+__all__ = ["SlideLayoutError", "Slide", "open_slide", "read_scaled", "slide_size"]
 
 _CHANNEL_AXES = "SC"  # tifffile's names of a sample / channel axis
 _BANDS = (1, 3, 4)  # gray, RGB, RGBA
@@ -146,6 +146,17 @@ class Slide:
             block = np.repeat(block, 3, axis=-1)
         out[ya - y0 : yb - y0, xa - x0 : xb - x0] = block[..., :3]
         return out
+
+
+def read_scaled(slide: Slide, y0: int, x0: int, span: int, size: int) -> np.ndarray:
+    """float32 [size, size, 3] in [0, 1]: the window of ``span`` pixels at (y0, x0), area-downscaled to ``size``."""
+    import cv2
+
+    pixels = slide.read(y0, x0, span, span)
+    image = pixels.astype(np.float32) / np.float32(255.0 if pixels.dtype == np.uint8 else 65535.0)
+    if size != span:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image
 
 
 def open_slide(path: str | os.PathLike[str]) -> Slide:

@@ -23,6 +23,7 @@ from kseg.demo.carvana import write_carvana
 from kseg.demo.clouds import write_clouds
 from kseg.demo.common import Encoder
 from kseg.demo.contrails import write_contrails
+from kseg.demo.hubmap import write_hubmap
 from kseg.demo.isbi2012 import write_isbi2012
 from kseg.demo.severstal import write_severstal
 from kseg.demo.streets import write_streets
@@ -163,6 +164,23 @@ for _m in (
         "configs/contrails/unet-r34-ash.yaml",
         _FAST + _TINY_UNET + ("data.image_size=[64, 64]", "data.batch_size=4"),
         {"n_train": 6, "n_test": 2},
+    ),
+    Miniature(
+        "hubmap",
+        write_hubmap,
+        "configs/hubmap/unet-tiles.yaml",
+        _FAST
+        + _TINY_UNET
+        + (
+            "tile.size=64",
+            "tile.downscale=4",
+            "tile.overlap=32",
+            "tile.per_slide=8",
+            "data.image_size=[64, 64]",
+            "data.batch_size=8",
+            "predict.batch_size=16",
+        ),
+        {"n_train": 3, "n_test": 2, "size": 768},
     ),
 ):
     MINIATURES.register(_m.name, _m)

@@ -52,6 +52,10 @@ def predict_fold_oof(cfg: Config, fold: int, tta: str, weights: str = BEST, prog
         raise ValueError(f"fold {fold} has no validation images in {cfg.folds_path}")
     out = cfg.layout.oof(fold, tta)
     image_dir = cfg.data_root / cfg.competition.train_images
+    if cfg.tile.enabled:  # slides: the OOF is kept per tile of the window grid (kseg.data.tiles)
+        from kseg.data.tiles import expand_tile_ids
+
+        val_ids = expand_tile_ids(cfg, val_ids, image_dir)
     writer: OofWriter | None = None
     aux_rows: list[np.ndarray] = []
     ids: list[str] = []

@@ -55,14 +55,15 @@ def _loaders(
     ensemble: Ensemble, image_ids: Sequence[str], image_dir: Path, batch_size: int, num_workers: int | None
 ) -> list[DataLoader]:
     """One test DataLoader per preprocessing group, same ids in the same order (never shuffled)."""
-    from kseg.data.dataset import SegDataset, make_loader
+    from kseg.data.dataset import make_loader
+    from kseg.data.tiles import dataset_type
 
     out = []
     for g in ensemble.groups:
         cfg = g.cfg
         if num_workers is not None:
             cfg = cfg.replace(data=dataclasses.replace(cfg.data, num_workers=num_workers))
-        ds = SegDataset(cfg, list(image_ids), train=False, image_dir=image_dir)
+        ds = dataset_type(cfg)(cfg, list(image_ids), train=False, image_dir=image_dir)  # tile ids with tile.size
         out.append(make_loader(ds, cfg, train=False, batch_size=batch_size))
     return out
 

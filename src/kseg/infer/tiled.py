@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from kseg.config import Config
 from kseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD
-from kseg.data.slides import Slide, SlideLayoutError
+from kseg.data.slides import Slide, SlideLayoutError, read_scaled
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.strips import encode_strips
 from kseg.postprocess import quantize
@@ -41,16 +40,6 @@ __all__ = ["Canvas", "WindowDataset", "predict_slide", "slide_rles", "to_model_i
 
 _MEAN = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
-
-
-def read_tile(slide: Slide, y0: int, x0: int, tile: TileConfig) -> np.ndarray:
-    """float32 [size, size, 3] in [0, 1]: the window at (y0, x0) downscaled to the model's tile."""
-    pixels = slide.read(y0, x0, tile.span, tile.span)
-    scale = np.float32(255.0 if pixels.dtype == np.uint8 else 65535.0)
-    image = pixels.astype(np.float32) / scale
-    if tile.downscale > 1:
-        image = cv2.resize(image, (tile.size, tile.size), interpolation=cv2.INTER_AREA)
-    return image
 
 
 class WindowDataset(Dataset):
@@ -66,7 +55,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         y0, x0 = self.windows[i]
-        image = read_tile(self.slide, y0, x0, self.tile)
+        image = read_scaled(self.slide, y0, x0, self.tile.span, self.tile.size)
         return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "y": y0, "x": x0}
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from kseg.config import Config
 from kseg.data.dataset import SegDataset, collate_skip_bad, seed_worker
+from kseg.data.tiles import dataset_type
 from kseg.train.dist import DistInfo
 from kseg.train.seed import derive_seed
 
@@ -58,6 +59,8 @@ class EpochSeeded(Dataset):
         if augment is not None:
             s = derive_seed(self.seed, epoch, idx)
             augment.set_random_state(np.random.default_rng(s), random.Random(s))
+        if getattr(self.dataset, "keyed", False):  # kseg.data.tiles: the tile itself is drawn from (epoch, idx)
+            return self.dataset[(epoch, idx)]
         return self.dataset[idx]
 
 
@@ -83,8 +86,9 @@ def build_fold_data(
     cfg: Config, train_ids: Sequence[str], val_ids: Sequence[str], labels: pd.DataFrame, info: DistInfo
 ) -> FoldData:
     """Train loader (shuffled per epoch, sharded across ranks, seeded augments) and this rank's val loader."""
-    train_ds = SegDataset(cfg, train_ids, labels, train=True)
-    val_ds = SegDataset(cfg, val_ids, labels, train=False)
+    make = dataset_type(cfg)  # SegDataset, or TileDataset with tile.size > 0
+    train_ds = make(cfg, train_ids, labels, train=True)
+    val_ds = make(cfg, val_ids, labels, train=False)
     skip = cfg.data.on_bad_image == "skip"
     if skip:  # validation rows (and the OOF) must be known up front: decode each val image once now
         val_ds.drop_unreadable()

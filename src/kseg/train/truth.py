@@ -19,6 +19,7 @@ from kseg.data.dataset import decode_masks, read_labels
 from kseg.data.geometry import oof_size, resize_masks, restore
 from kseg.data.inputs import ImagePaths, input_size
 from kseg.data.rle import KAGGLE, RleDialect
+from kseg.data.tiles import TileTruth
 
 
 def truth_masks(
@@ -50,12 +51,15 @@ class TruthTable:
         table = labels.drop_duplicates("image_id").set_index("image_id")
         self.rles = table[list(cfg.competition.classes)]
         self._paths = ImagePaths(cfg.competition, cfg.data_root / cfg.competition.train_images)
+        self.tiles = TileTruth(cfg, self.rles) if cfg.tile.enabled else None  # OOF of tile ids (kseg.data.tiles)
 
     def check(self, ids: Sequence[str]) -> None:
         """Raise naming the first of ``ids`` (OOF images) without a row in the training labels."""
+        where = self.cfg.data_root / self.cfg.competition.train_csv
+        if self.tiles is not None:
+            return self.tiles.check(ids, where)
         missing = pd.Index(ids).difference(self.rles.index)
         if len(missing):
-            where = self.cfg.data_root / self.cfg.competition.train_csv
             raise ValueError(f"OOF image {missing[0]!r} is not a training image of {where}")
 
     def native_size(self, image_id: str, size: tuple[int, int]) -> tuple[int, int]:
@@ -77,6 +81,8 @@ class TruthTable:
         """
         size = (int(size[0]), int(size[1]))
         spec = self.cfg.competition
+        if self.tiles is not None:
+            return self.tiles.masks(ids, size, spec.num_classes)
         rows = self.rles.loc[list(ids)].to_numpy(dtype=object)
         out = np.zeros((len(rows), len(spec.classes), *size), dtype=bool)
         for i, (image_id, rles) in enumerate(zip(ids, rows, strict=True)):

@@ -201,6 +201,8 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
     for f in oof.experiments[name]:
         where = RunLayout(Path(cfg.runs_dir), name).oof(f.fold).ids
         ids = pd.Series(f.ids, dtype=object)
+        if cfg.tile.enabled:  # tile ids <slide>@<y0>_<x0> (kseg.tiling): the slide is the fold unit
+            ids = ids.str.replace(r"@\d+_\d+$", "", regex=True)
         got = ids.map(fold_of)
         wrong = got.isna() | (got != f.fold)
         if wrong.any():
@@ -211,7 +213,7 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
                 f"{cfg.folds_path}: these OOF predictions come from other folds; retrain "
                 f"(`kseg train --fold all`) or restore the folds.csv they were trained on"
             )
-        missing = sorted(set(folds.image_id[folds.fold == f.fold]) - set(f.ids))
+        missing = sorted(set(folds.image_id[folds.fold == f.fold]) - set(ids))
         if missing:
             msg = (
                 f"{where}: fold {f.fold} of {cfg.folds_path} has {len(missing)} image(s) without an OOF "
