@@ -2,8 +2,8 @@
 run the whole pipeline on it: folds -> train -> tune -> predict -> validate; prints the submission path.
 
 ``--competition demo`` (default) writes the synthetic Severstal-like competition to ``data.root``; any other
-name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes, uwmgi, contrails, hubmap) writes that competition's
-miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.demo.registry.MINIATURES``).
+name (severstal, carvana, clouds, tgs-salt, isbi2012, streets, airplanes, uwmgi, contrails, hubmap) writes that
+competition's miniature layout to ``input/<name>-mini`` and runs its shipped config (``kseg.demo.registry.MINIATURES``).
 """
 
 from __future__ import annotations
