@@ -1,12 +1,15 @@
-"""kseg.train.loop.volume_score: a volume metric of packed validation masks, grouped by case like score_masks."""
+"""kseg.train.loop: the validation metric is the spec's registry metric (reduce_val; volumes: volume_score)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kseg.metrics import build_metric
-from kseg.train.loop import volume_score
+from kseg.competition import CompetitionSpec, CsvSpec
+from kseg.data.volumes import VolumeSpec
+from kseg.metrics import build_metric, mask_stats, score
+from kseg.train.dist import DistInfo
+from kseg.train.loop import ValOutput, reduce_val, volume_score
 
 
 def test_volume_score_matches_score_masks_in_any_row_order() -> None:
@@ -21,3 +24,47 @@ def test_volume_score_matches_score_masks_in_any_row_order() -> None:
     packed[0] = (np.packbits(pred[0, :, :4]), np.packbits(true[0, :, :4]), (2, 4, 7))
     with pytest.raises(ValueError, match="case b: its slices have different sizes"):
         volume_score(metric, (case, sl), packed)
+
+
+UW = r"^(?P<case>case\d+_day\d+)_slice_(?P<slice>\d+)$"
+IDS = ["case1_day0_slice_1", "case1_day0_slice_2", "case2_day0_slice_10", "case2_day0_slice_9"]
+
+
+def _output(pred: np.ndarray, true: np.ndarray, positions: list[int], volume: bool) -> ValOutput:
+    """One rank's ValOutput of two batches, rows in ``positions`` order."""
+    res = ValOutput(loss_sum=2.0, count=4)
+    for sl in (slice(0, 2), slice(2, 4)):
+        inter, pa, ta = mask_stats(pred[sl], true[sl])
+        res.inter.append(inter)
+        res.pred_area.append(pa)
+        res.true_area.append(ta)
+        if volume:
+            res.volume += [(np.packbits(p), np.packbits(t), p.shape) for p, t in zip(pred[sl], true[sl], strict=True)]
+    res.positions = positions
+    return res
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou_ap", "global_dice", "dice_hausdorff"])
+def test_reduce_val_scores_with_the_spec_metric(metric: str) -> None:
+    rng = np.random.default_rng(4)
+    pred, true = rng.random((4, 2, 6, 5)) < 0.3, rng.random((4, 2, 6, 5)) < 0.3
+    long = CsvSpec(format="long")
+    spec = CompetitionSpec(
+        name="uw",
+        classes=("a", "b"),
+        mode="multilabel",
+        metric=metric,
+        train=long,
+        submission=long,
+        volume=VolumeSpec(UW),
+    )
+    positions = [3, 0, 2, 1]  # the rows of pred are val images 3, 0, 2, 1
+    loss, got = reduce_val(_output(pred, true, positions, metric == "dice_hausdorff"), IDS, spec, DistInfo())
+    assert loss == 0.5
+    if metric in ("dice", "iou_ap"):  # the historic mean over image x class, bit for bit
+        assert got == score(pred, true, metric)
+    elif metric == "global_dice":
+        assert got == pytest.approx(build_metric(metric).score_masks(pred, true))
+    else:
+        case, sl = spec.volume_keys([IDS[i] for i in positions])
+        assert got == pytest.approx(build_metric(metric).score_masks(pred, true, case, sl), abs=1e-12)

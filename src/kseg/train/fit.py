@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kseg.competition import CompetitionSpec
 from kseg.config import Config, save_config
 from kseg.data.dataset import read_labels
 from kseg.data.folds import fold_split
@@ -41,7 +40,8 @@ from kseg.losses import build_loss
 from kseg.models import build_model, save_checkpoint, validated_state_dict
 from kseg.train import dist as D
 from kseg.train.data import FoldData, build_fold_data
-from kseg.train.loop import ValOutput, train_epoch, validate, volume_score
+from kseg.train.loop import ValOutput, train_epoch, validate
+from kseg.train.loop import reduce_val as _reduce_val  # module-level name: tests patch fit._reduce_val
 from kseg.train.oof_store import OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
 from kseg.train.runtime import Runtime
@@ -81,26 +81,6 @@ def oof_shape(cfg: Config, data: FoldData) -> tuple[int, int, int, int]:
         native = tuple(int(v) for v in data.val_ds[0]["size"].tolist())
     h, w = oof_size(cfg, native or (0, 0))
     return len(data.val_index), cfg.competition.num_classes, h, w
-
-
-def _reduce_val(res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: D.DistInfo) -> tuple[float, float]:
-    """(val loss, competition metric ``spec.scorer`` over every val image x class), identical on every rank.
-
-    A ``volume`` metric (dice_hausdorff) scores the gathered masks case by case (``ValOutput.volume``).
-    """
-    n_val, metric = len(val_ids), spec.scorer
-    loss_sum, count = D.all_reduce_sum([res.loss_sum, float(res.count)], info)
-    parts = D.all_gather_objects(res.stats(), info)
-    pos = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
-    if len(pos) != n_val or len(np.unique(pos)) != n_val:
-        raise RuntimeError(f"validation covered {len(np.unique(pos))} of {n_val} images")
-    if metric.kind == "volume":
-        packed = [m for part in D.all_gather_objects(res.volume, info) for m in part]
-        score = volume_score(metric, spec.volume_keys([val_ids[i] for i in pos]), packed)
-    else:
-        stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
-        score = metric.score_stats(*stats)
-    return (loss_sum / count if count else math.nan), score
 
 
 def train_fold(

@@ -14,11 +14,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from kseg.competition import CompetitionSpec
 from kseg.config import Config
 from kseg.losses import SegLoss
 from kseg.metrics import Metric, case_groups, mask_stats
 from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
+from kseg.train import dist as D
 from kseg.train.dist import DistInfo, all_true
 from kseg.train.oof_store import OofWriter, to_uint8
 from kseg.train.runtime import Runtime, amp_step
@@ -33,6 +35,7 @@ __all__ = [
     "amp_step",
     "train_epoch",
     "train_one_epoch",
+    "reduce_val",
     "validate",
     "volume_score",
 ]
@@ -201,6 +204,15 @@ class ValOutput:
         """uint8 [n, C] aux-head probabilities of this rank's images in ``positions`` order, None without aux."""
         return np.concatenate(self.aux) if self.aux else None
 
+    def add_masks(self, pred: np.ndarray, true: np.ndarray, keep: bool) -> None:
+        """Book a batch's binary masks [b, C, H, W]: per-item statistics, and with ``keep`` the packed masks."""
+        inter, pred_area, true_area = mask_stats(pred, true)
+        self.inter.append(inter)
+        self.pred_area.append(pred_area)
+        self.true_area.append(true_area)
+        if keep:
+            self.volume += [(np.packbits(p), np.packbits(t), p.shape) for p, t in zip(pred, true, strict=True)]
+
     def stats(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(positions, inter, pred_area, true_area) with stats arrays [n, C]."""
 
@@ -252,12 +264,7 @@ def validate(
             writer.write(offset, to_uint8(full))
         pred = (full > thr).cpu().numpy()
         true = truth.masks(ids, size, natives)
-        inter, pa, ta = mask_stats(pred, true)
-        if volumes:
-            res.volume += [(np.packbits(p), np.packbits(t), p.shape) for p, t in zip(pred, true, strict=True)]
-        res.inter.append(inter)
-        res.pred_area.append(pa)
-        res.true_area.append(ta)
+        res.add_masks(pred, true, volumes)
         res.positions += positions[offset : offset + b]
         if len(res.images) < n_images:
             small = (probs > thr).cpu().numpy()
@@ -296,3 +303,23 @@ def volume_score(
     if stats is None:
         raise ValueError("no validation images to score")
     return metric.class_mean(metric.finalize(stats))
+
+
+def reduce_val(res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: DistInfo) -> tuple[float, float]:
+    """(val loss, competition metric ``spec.scorer`` over every val image x class), identical on every rank.
+
+    A ``volume`` metric (dice_hausdorff) scores the gathered masks case by case (``ValOutput.volume``).
+    """
+    n_val, metric = len(val_ids), spec.scorer
+    loss_sum, count = D.all_reduce_sum([res.loss_sum, float(res.count)], info)
+    parts = D.all_gather_objects(res.stats(), info)
+    pos = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
+    if len(pos) != n_val or len(np.unique(pos)) != n_val:
+        raise RuntimeError(f"validation covered {len(np.unique(pos))} of {n_val} images")
+    if metric.kind == "volume":
+        packed = [m for part in D.all_gather_objects(res.volume, info) for m in part]
+        score = volume_score(metric, spec.volume_keys([val_ids[i] for i in pos]), packed)
+    else:
+        stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
+        score = metric.score_stats(*stats)
+    return (loss_sum / count if count else math.nan), score
