@@ -145,12 +145,11 @@ def predict_slide(ensemble: Ensemble, path: Path, num_workers: int | None = None
     with Slide(path) as slide:
         size = slide.size
     canvas = Canvas(size, cfg.competition.num_classes, tile)
+    windows = [(int(y), int(x)) for y in canvas.grid_y for x in canvas.grid_x]
+    dataset = WindowDataset(path, windows, tile)
+    workers = cfg.data.num_workers if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=cfg.predict.batch_size, num_workers=workers, shuffle=False)
     try:
-        windows = [(int(y), int(x)) for y in canvas.grid_y for x in canvas.grid_x]
-        workers = cfg.data.num_workers if num_workers is None else num_workers
-        loader = DataLoader(
-            WindowDataset(path, windows, tile), batch_size=cfg.predict.batch_size, num_workers=workers, shuffle=False
-        )
         for batch in tqdm(loader, desc=f"tiles {path.name}", unit="batch", disable=not progress):
             x = batch["image"]
             total: torch.Tensor | None = None
@@ -164,6 +163,8 @@ def predict_slide(ensemble: Ensemble, path: Path, num_workers: int | None = None
     except BaseException:
         canvas.close()
         raise
+    finally:
+        dataset.slide.close()
     return canvas
 
 
