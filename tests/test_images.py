@@ -179,3 +179,14 @@ def test_real_tgs_image_and_16bit_mask() -> None:
     assert image.shape == (101, 101, 3) and image.dtype == np.float32
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     assert image_size(sixteen[0]) == (101, 101)
+
+
+def test_slide_tiff_size_from_its_header_in_any_layout(tmp_path: Path) -> None:
+    """A whole-slide TIFF's (H, W) comes from kseg.data.slides (HuBMAP's (1, 1, 3, H, W) and (3, H, W) layouts)."""
+    import tifffile
+
+    planar = tmp_path / "planar.tiff"
+    tifffile.imwrite(planar, np.zeros((1, 1, 3, 7, 9), np.uint8), photometric="rgb", planarconfig="separate")
+    first = tmp_path / "first.tiff"
+    tifffile.imwrite(first, np.zeros((3, 7, 9), np.uint8), photometric="minisblack")
+    assert image_size(planar) == image_size(first) == (7, 9)

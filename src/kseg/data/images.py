@@ -136,6 +136,13 @@ def image_size(path: PathLike) -> tuple[int, int]:
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(errno.ENOENT, "image file not found", str(file))
+    if file.suffix.lower() in (".tif", ".tiff"):  # slides: any layout, no decompression-bomb limit (kseg.data.slides)
+        from kseg.data.slides import SlideLayoutError, slide_size
+
+        try:
+            return slide_size(file)
+        except SlideLayoutError as exc:  # e.g. a float TIFF: not a slide, PIL reads its header
+            logger.debug("not a slide: %s (%s)", file, exc)
     try:
         from PIL import Image
 
