@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,13 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     base = Path(tempfile.mkdtemp(prefix="kseg-slide-bench-"))
+    try:
+        run(args, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # ~4 GB of slides and canvases
+
+
+def run(args: argparse.Namespace, base: Path) -> None:
     runs = base / "runs"
     make_checkpoint(runs)
     rss = {}
@@ -183,9 +191,6 @@ def main() -> None:
             },
         ],
     )
-    import shutil
-
-    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
