@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from kseg.cli import main
-from kseg.competition import read_csv, split_rows
+from kseg.competition import CompetitionSpec, read_csv, split_rows
 from kseg.config import load_config, read_saved_config
 from kseg.data.inputs import ImagePaths, input_size
 from kseg.data.rle import decode, validate_rle
@@ -33,6 +33,26 @@ SIZE_PROBE = ("tune.thresholds=[0.0]", "tune.min_sizes=[0]", "tune.aux_gates=[0]
 
 def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
+
+
+def check_masks(name: str, spec: CompetitionSpec, root: Path, ids: np.ndarray, rles: list[str]) -> None:
+    """The size probe on a submission's RLEs (rows ``ids``), each at its image's submission size."""
+    paths = ImagePaths(spec, root / spec.test_images)  # sizes vary (UW-Madison): each test image's own
+    sizes = [tuple(spec.submission_size or input_size(spec, paths(i))) for i in ids]
+    bad = [(i, s) for i, r, s in zip(ids, rles, sizes, strict=True) if validate_rle(r, s, spec.rle)]
+    assert not bad, f"{name}: masks do not fit their submission sizes: {bad[:3]}"
+    if len(set(sizes)) > 1:  # the probe per image: most of it covered, some mask reaches its last pixel
+        masks = [decode(r, s, spec.rle) for r, s in zip(rles, sizes, strict=True)]
+        assert np.mean([m.mean() for m in masks]) > 0.5 and any(m[-1, -1] for m in masks), name
+        return
+    h, w = sizes[0]
+    masks = np.stack([decode(r, (h, w), spec.rle) for r in rles])
+    if spec.exclusive:  # no pixel claimed twice; the probe then covers each image with the union of its classes
+        claims = np.zeros((len(set(ids)), h, w), dtype=np.int64)
+        np.add.at(claims, pd.factorize(ids)[0], masks)
+        assert claims.max() <= 1, f"{name}: a pixel is claimed by two exclusive classes"
+        masks = claims.astype(np.uint8)
+    assert masks.mean() > 0.5 and masks[:, -1, -1].any(), f"{name}: masks not at {h}x{w}: {masks.mean():.2f}"
 
 
 @pytest.mark.slow
@@ -102,23 +122,7 @@ def test_pipeline_end_to_end(
     assert ids.tolist() == sample_ids.tolist() and cls.tolist() == sample_cls.tolist()
     other = [c for c in sample.columns if c != csv.rle_column]
     assert submission[other].equals(sample[other])
-    rles = submission[csv.rle_column].tolist()
-    paths = ImagePaths(spec, root / spec.test_images)  # sizes vary (UW-Madison): each test image's own
-    sizes = [tuple(spec.submission_size or input_size(spec, paths(i))) for i in ids]
-    bad = [(i, s) for i, r, s in zip(ids, rles, sizes, strict=True) if validate_rle(r, s, spec.rle)]
-    assert not bad, f"{name}: masks do not fit their submission sizes: {bad[:3]}"
-    if len(set(sizes)) > 1:  # the probe per image: most of it covered, some mask reaches its last pixel
-        masks = [decode(r, s, spec.rle) for r, s in zip(rles, sizes, strict=True)]
-        assert np.mean([m.mean() for m in masks]) > 0.5 and any(m[-1, -1] for m in masks), name
-        return
-    h, w = sizes[0]
-    masks = np.stack([decode(r, (h, w), spec.rle) for r in rles])
-    if spec.exclusive:  # no pixel claimed twice; the probe then covers each image with the union of its classes
-        claims = np.zeros((len(set(ids)), h, w), dtype=np.int64)
-        np.add.at(claims, pd.factorize(ids)[0], masks)
-        assert claims.max() <= 1, f"{name}: a pixel is claimed by two exclusive classes"
-        masks = claims.astype(np.uint8)
-    assert masks.mean() > 0.5 and masks[:, -1, -1].any(), f"{name}: masks not at {h}x{w}: {masks.mean():.2f}"
+    check_masks(name, spec, root, ids, submission[csv.rle_column].tolist())
 
 
 @pytest.mark.slow
