@@ -140,5 +140,8 @@ def test_npy_label_and_sizes(tmp_path: Path) -> None:
     assert got.dtype == np.uint8 and got.shape == (3, 4, 1) and got.sum() == 1 and got[1, 2, 0] == 1
     with pytest.raises(ValueError, match="expected an H x W x 2 mask"):
         read_label(arrays, record, 2)
-    spec = from_dict(CompetitionSpec, {"name": "c", "classes": ["contrail"], "arrays": {"files": list(ASH)}})
+    spec = from_dict(
+        CompetitionSpec, {"name": "c", "classes": ["contrail"], "image_ext": "", "arrays": {"files": list(ASH)}}
+    )
+    assert spec.image_file("1000834164244036115") == spec.image_id("1000834164244036115") == "1000834164244036115"
     assert input_size(spec, record) == (3, 4) and input_channels(spec) == 3  # stack of 3 files x 1 frame

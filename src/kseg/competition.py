@@ -135,7 +135,8 @@ class CompetitionSpec:
         """Image id of a file name (inverse of ``image_file``)."""
         if self.ids_have_ext:
             return file_name
-        return file_name[: -len(self.image_ext)] if file_name.endswith(self.image_ext) else file_name
+        ext = self.image_ext
+        return file_name[: -len(ext)] if ext and file_name.endswith(ext) else file_name  # "" = a folder (arrays)
 
     def volume_keys(self, ids: Sequence[str] | pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(case str [N], slice index int [N]) of image ids under ``volume.pattern``; raises without ``volume``."""
