@@ -148,3 +148,21 @@ def test_predictions_restored_to_each_images_own_size(root: Path, tmp_path: Path
         assert (o[:, :, : w // 2 - edge] > 0.99).all() and (o[:, :, w // 2 + edge :] < 0.01).all()
     oof = restore_batch(probs, sizes, cfg, oof=True)  # OOF and tuning: competition.oof_size
     assert [tuple(o.shape) for o in oof] == [(3, *cfg.competition.oof_size)] * 2
+
+
+def test_validate_checks_each_rle_at_its_slices_own_size(root: Path, tmp_path: Path) -> None:
+    from kseg.submission.validate import validate_submission
+
+    cfg = cfg_of(root, tmp_path)
+    paths = ImagePaths(cfg.competition, root / "test")
+    sub = read_csv(root / "sample_submission.csv")
+    sizes = [cv2.imread(str(paths(i)), cv2.IMREAD_UNCHANGED).shape for i in sub.id]
+    assert len(set(sizes)) > 1  # the test scans differ in size
+    sub["predicted"] = [f"1 {h * w}" for h, w in sizes]  # every pixel of each slice: fits exactly
+    sub.to_csv(tmp_path / "ok.csv", index=False)
+    report = validate_submission(tmp_path / "ok.csv", cfg)
+    assert report.ok, report.problems[:3]
+    sub.loc[0, "predicted"] = f"1 {sizes[0][0] * sizes[0][1] + 1}"  # one pixel past that slice's end
+    sub.to_csv(tmp_path / "bad.csv", index=False)
+    problems = validate_submission(tmp_path / "bad.csv", cfg).problems
+    assert len(problems) == 1 and "row 2" in problems[0], problems
