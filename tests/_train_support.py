@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kseg.config import Config, load_config
+from kseg.config import Config, load_config, save_config
 from kseg.data.dataset import SegDataset, read_labels
 from kseg.data.folds import write_folds
 from kseg.metrics import score
@@ -65,3 +65,44 @@ def oof_score(oof: np.ndarray, cfg: Config, ids: list[str]) -> float:
     natives = [tuple(cfg.competition.image_size)] * len(ids)
     truth = TruthTable(cfg, read_labels(cfg)).masks(ids, tuple(oof.shape[2:]), natives)
     return score(np.asarray(oof) > 127.5, truth, cfg.competition.metric)
+
+
+def ensemble_cfg(demo_root: Path, tmp_path: Path, name: str = "demo-ensemble") -> Config:
+    """configs/demo-ensemble.yaml on ``demo_root``, folds and runs under ``tmp_path``, a small tune grid."""
+    return load_config(
+        REPO / "configs" / "demo-ensemble.yaml",
+        [
+            f"data.root={demo_root}",
+            f"data.folds_csv={tmp_path / 'folds.csv'}",
+            f"runs_dir={tmp_path / 'runs'}",
+            f"name={name}",
+            "tune.min_sizes=[0, 64]",
+            "tune.thresholds=[0.3, 0.5, 0.7]",
+        ],
+    )
+
+
+def write_member_oof(cfg: Config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Synthetic OOF stores on ``cfg``'s folds.csv of runs 'good' (truth + noise), 'noise' (uniform) and 'fair'
+    (weaker truth + noise), one per fold; returns the members' arrays."""
+    if not cfg.folds_path.is_file():
+        write_folds(cfg)
+    folds = pd.read_csv(cfg.folds_path, dtype={"fold": int})
+    ids = folds.iloc[:, 0].astype(str).tolist()
+    h, w = cfg.competition.image_size
+    truth = TruthTable(cfg).masks(ids, (h, w))
+    members = {
+        "good": np.clip(truth * 180.0 + rng.normal(40, 30, truth.shape), 0, 255).astype(np.uint8),
+        "noise": rng.integers(0, 256, truth.shape).astype(np.uint8),
+        "fair": np.clip(truth * 110.0 + rng.normal(70, 50, truth.shape), 0, 255).astype(np.uint8),
+    }
+    for name, q in members.items():
+        layout = cfg.replace(name=name)
+        save_config(layout)
+        for k in sorted(folds.fold.unique()):
+            rows = np.flatnonzero(folds.fold.to_numpy() == k)
+            paths = layout.layout.oof(int(k))
+            paths.probs.parent.mkdir(parents=True, exist_ok=True)
+            np.save(paths.probs, q[rows])
+            pd.DataFrame({"image_id": [ids[i] for i in rows]}).to_csv(paths.ids, index=False)
+    return members

@@ -22,6 +22,8 @@ def test_run_layout_paths() -> None:
     assert run.config == Path("runs/tgs-salt/unet-r34/config.yaml")
     assert run.postprocess == Path("runs/tgs-salt/unet-r34/postprocess.json")
     assert run.tune_csv == Path("runs/tgs-salt/unet-r34/tune.csv")
+    assert run.ensemble == Path("runs/tgs-salt/unet-r34/ensemble.json")
+    assert L.report_path("runs") == Path("runs/report.html")
     assert run.tune_plot("defect 1/a") == Path("runs/tgs-salt/unet-r34/tune_defect_1_a.png")
     assert run.tune_plot("") == Path("runs/tgs-salt/unet-r34/tune_class.png")
     assert run.fold(3) == Path("runs/tgs-salt/unet-r34/fold3")
@@ -125,6 +127,7 @@ def test_readme_artefact_contract_lists_the_layout_names() -> None:
         f"{L.RUNS_DIR}/<exp>/",
         L.CONFIG,
         L.POSTPROCESS,
+        L.ENSEMBLE_FILE,
         L.TUNE_CSV,
         "tune_<class>.png",
         "fold<K>/",

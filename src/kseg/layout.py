@@ -7,11 +7,13 @@ and its kernel build table document the same layout (``tests/test_layout.py`` ch
       config.yaml                         .config
       postprocess.json                    .postprocess
       tune.csv, tune_<class>.png          .tune_csv, .tune_plot(class_name)
+      ensemble.json                       .ensemble      (kseg ensemble: members, weights, scores)
       fold<K>/                            .fold(k)                             (cfg.fold_dir(k))
         best.pt, last.pt, metrics.csv     .best(k), .last(k), .metrics(k)
         swa.pt, epochs/epoch<E>.pt        .swa(k), .epoch_checkpoint(k, e)     (train.swa only)
         oof.npy, oof_ids.csv, oof_aux.npy .oof(k)        -> OofPaths(probs, ids, aux)
         oof_tta-<T>{.npy,_ids.csv,_aux.npy} .oof(k, T)
+    <runs_dir>/report.html                report_path(runs_dir)  (kseg report)
     submissions/<exp>-<YYYYmmdd-HHMMSS>.csv   submission_path(exp)  ('/' in the name becomes '-')
     <kernel.dir>/<exp>/                   KernelLayout.of(kernel_dir, exp)     (cfg.kernel_layout)
       dataset/                            .dataset: config.yaml, competition.yaml, kseg-manifest.json,
@@ -51,6 +53,8 @@ FOLD_DIR = re.compile(r"^fold(\d+)$")
 CONFIG = "config.yaml"
 POSTPROCESS = "postprocess.json"
 TUNE_CSV = "tune.csv"
+ENSEMBLE_FILE = "ensemble.json"  # kseg ensemble: the chosen members and weights (predict and kernel build read it)
+REPORT_HTML = "report.html"  # kseg report: every experiment under runs_dir, in runs_dir
 
 # --- top-level folders (relative to the working directory) and the data folder
 RUNS_DIR = "runs"  # default Config.runs_dir
@@ -136,6 +140,11 @@ def submission_path(exp: str, now: datetime | None = None) -> Path:
     return Path(SUBMISSIONS_DIR) / f"{flat_name(exp)}-{stamp}.csv"
 
 
+def report_path(runs_dir: str | Path) -> Path:
+    """``<runs_dir>/report.html``: the HTML report of ``kseg report``."""
+    return Path(runs_dir) / REPORT_HTML
+
+
 def _safe_component(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"
 
@@ -169,6 +178,11 @@ class RunLayout:
     def tune_csv(self) -> Path:
         """``tune.csv``: every tuning-grid cell's scores."""
         return self.root / TUNE_CSV
+
+    @property
+    def ensemble(self) -> Path:
+        """``ensemble.json``: the members and weights ``kseg ensemble`` chose (read by predict and kernel build)."""
+        return self.root / ENSEMBLE_FILE
 
     def tune_plot(self, class_name: str) -> Path:
         """``tune_<class>.png`` (characters other than letters, digits, ``_.-`` become ``_``)."""

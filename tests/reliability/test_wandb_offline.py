@@ -8,7 +8,6 @@ lookup beyond loopback / unix sockets; (2) kseg's tracker in a process with no n
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import subprocess
@@ -21,52 +20,6 @@ from kseg.kernel.offline import probe_unshare
 from kseg.train.fit import train_fold
 
 from _reliab import REPO, tiny_cfg
-
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "", None}
-
-
-def _is_local(address) -> bool:
-    if isinstance(address, (str, bytes)):  # AF_UNIX path
-        return True
-    host = address[0]
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in LOCAL_HOSTS
-
-
-@pytest.fixture()
-def socket_guard(monkeypatch):
-    """Record and refuse every non-loopback connect / DNS lookup made from this process."""
-    attempts: list[str] = []
-    real_connect, real_connect_ex, real_getaddrinfo = (
-        socket.socket.connect,
-        socket.socket.connect_ex,
-        socket.getaddrinfo,
-    )
-
-    def connect(self, address):
-        if not _is_local(address):
-            attempts.append(f"connect {address}")
-            raise OSError(101, f"test socket guard: network blocked ({address})")
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        if not _is_local(address):
-            attempts.append(f"connect_ex {address}")
-            return 101
-        return real_connect_ex(self, address)
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in LOCAL_HOSTS and not _is_local((host,)):
-            attempts.append(f"getaddrinfo {host}")
-            raise socket.gaierror(socket.EAI_NONAME, f"test socket guard: no DNS ({host})")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return attempts
 
 
 def test_offline_training_makes_no_network_connection(demo_root, tmp_path, monkeypatch, socket_guard, caplog):

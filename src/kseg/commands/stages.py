@@ -15,9 +15,11 @@ STAGES: dict[str, str] = {
     "folds": "write stratified folds.csv for a competition",
     "train": "train a model on one fold (or all) and write checkpoints + OOF predictions",
     "tune": "choose thresholds / min sizes / empty gates on out-of-fold predictions",
+    "ensemble": "choose ensemble weights of several runs on their OOF (greedy selection, cross-validated)",
     "predict": "ensemble folds (+TTA) on the test images and write a submission csv",
     "validate": "check a submission csv the way Kaggle would",
     "kernel": "build, rehearse and push an offline Kaggle inference kernel",
+    "report": "one table of every experiment under runs/ (markdown + self-contained HTML)",
     "demo": "write a synthetic competition (demo or a miniature of a real one) and run the whole pipeline on it",
 }
 

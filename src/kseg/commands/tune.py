@@ -32,11 +32,13 @@ def _fmt(x: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from kseg.tune.report import selection_note, write_outputs
     from kseg.tune.run import tune
+    from kseg.tune.tracking import log_tune
 
     runs, overrides = split_runs(args)
     cfg = load_config(args.config, overrides)
     result = tune(cfg, runs or None)
     paths = write_outputs(cfg, result, plots=not args.no_plots)
+    log_tune(cfg, result)  # wandb job_type=tune in the experiment's group (wandb.mode)
     print(
         f"tuned {', '.join(result.runs)} on {result.n_images} OOF images ({len(result.folds)} folds), "
         f"metric {result.metric}"

@@ -4,9 +4,10 @@ Averaging rule (all in probability space, after sigmoid/softmax via ``kseg.model
 
 - over the TTA views of one checkpoint: plain mean of the de-augmented probabilities;
 - over the folds of one experiment: plain mean;
-- over experiments: plain mean (an experiment with 5 folds weighs as much as one with 3).
+- over experiments: plain mean (an experiment with 5 folds weighs as much as one with 3), or the weights
+  ``w_e`` (summing to 1) that ``kseg ensemble`` chose (``exp_weights``, from ``ensemble.json``).
 
-So checkpoint ``m`` of experiment ``e`` with ``F_e`` folds gets weight ``1 / (E * F_e)``. Members are
+So checkpoint ``m`` of experiment ``e`` with ``F_e`` folds gets weight ``1 / (E * F_e)`` (``w_e / F_e``). Members are
 grouped by input preprocessing (``data.image_size``, ``data.resize``, ``data.normalize`` of their
 checkpoint config): each group sees its own input tensors and returns the weighted sum of its members at
 its model resolution; the caller restores every group to the submission size and adds them up
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,18 @@ class Group:
     cfg: Config
     members: list[Member] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+
+
+def experiment_weights(experiments: Sequence[str], weights: Mapping[str, float] | None) -> dict[str, float]:
+    """{experiment: weight} summing to 1: equal without ``weights``, else ``weights`` normalised (ValueError when
+    an experiment has none, or one is not > 0)."""
+    if weights is None:
+        return {e: 1.0 / len(experiments) for e in experiments}
+    missing = [e for e in experiments if not weights.get(e, 0) > 0]
+    if missing:
+        raise ValueError(f"ensemble weights {dict(weights)}: no weight > 0 for experiment {missing[0]!r}")
+    total = sum(weights[e] for e in experiments)
+    return {e: weights[e] / total for e in experiments}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,6 +125,7 @@ class Ensemble:
         tta: str = "none",
         device: str | torch.device = "cpu",
         amp: bool = True,
+        exp_weights: Mapping[str, float] | None = None,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one checkpoint")
@@ -129,6 +143,7 @@ class Ensemble:
                     f"config's {list(classes)}"
                 )
             per_exp[m.exp] = per_exp.get(m.exp, 0) + 1
+        self.exp_weights = experiment_weights(list(per_exp), exp_weights)
         groups: dict[tuple, Group] = {}
         for m in members:
             key = preprocess_key(m.cfg)
@@ -148,7 +163,7 @@ class Ensemble:
             if self.device.type == "cuda":
                 m.model.to(memory_format=torch.channels_last)
             g.members.append(m)
-            g.weights.append(1.0 / (len(per_exp) * per_exp[m.exp]))
+            g.weights.append(self.exp_weights[m.exp] / per_exp[m.exp])
         self.groups: list[Group] = list(groups.values())
         self.members = list(members)
         self.experiments = list(per_exp)
@@ -163,6 +178,7 @@ class Ensemble:
         device: str | torch.device = "auto",
         amp: bool = True,
         weights: str = BEST,
+        exp_weights: Mapping[str, float] | None = None,
     ) -> Ensemble:
         """Load ``<runs_dir>/<exp>/fold<K>/<weights>`` for every experiment in ``runs`` (default: the config's)."""
         from kseg.models import load_checkpoint
@@ -174,7 +190,7 @@ class Ensemble:
                 model, mcfg = load_checkpoint(path, map_location="cpu")
                 members.append(Member(model, mcfg, exp, fold, path))
                 log.info("loaded %s (%s fold %d, %s)", path, exp, fold, mcfg.model.encoder)
-        return cls(cfg, members, tta=tta, device=dev, amp=amp)
+        return cls(cfg, members, tta=tta, device=dev, amp=amp, exp_weights=exp_weights)
 
     def __len__(self) -> int:
         return len(self.members)

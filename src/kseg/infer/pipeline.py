@@ -82,7 +82,9 @@ def load_params(cfg: Config) -> list[Any]:
     return default_params(cfg.competition.num_classes)
 
 
-def postprocess_mismatch(record: dict[str, Any], runs: dict[str, list[int]], tta: str) -> list[str]:
+def postprocess_mismatch(
+    record: dict[str, Any], runs: dict[str, list[int]], tta: str, weights: dict[str, float] | None = None
+) -> list[str]:
     """How the ensemble ``runs`` ({experiment: folds}) with ``tta`` differs from the one a ``postprocess.json``
     ``record`` was tuned on (its ``runs``, ``folds`` and ``oof_tta``); [] when they agree.
 
@@ -99,19 +101,30 @@ def postprocess_mismatch(record: dict[str, Any], runs: dict[str, list[int]], tta
                 diffs.append(f"folds of {exp} {sorted(tuned_folds)} -> {sorted(runs[exp])}")
     if tuned_tta is not None and tuned_tta != tta:
         diffs.append(f"tta {tuned_tta} -> {tta}")
+    tuned_w = record.get("weights")
+    if tuned_w and not diffs and _normalised(tuned_w) != _normalised(weights or {r: 1.0 for r in runs}):
+        diffs.append(f"weights {_normalised(tuned_w)} -> {_normalised(weights or {r: 1.0 for r in runs})}")
     return diffs
 
 
-def check_postprocess_ensemble(path: Path, runs: dict[str, list[int]], tta: str, allow: bool = False) -> list[str]:
+def _normalised(weights: dict[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {r: round(w / total, 6) for r, w in sorted(weights.items())}
+
+
+def check_postprocess_ensemble(
+    path: Path, runs: dict[str, list[int]], tta: str, allow: bool = False, weights: dict[str, float] | None = None
+) -> list[str]:
     """Refuse (``PostprocessMismatchError``) to apply ``path`` to an ensemble other than the one it was tuned on.
 
-    ``runs``: {experiment: folds} of the predicting checkpoints. With ``allow`` the differences are only
+    ``runs``: {experiment: folds} of the predicting checkpoints, ``weights`` their experiment weights (None:
+    equal; ``kseg ensemble``'s ``postprocess.json`` records its weights). With ``allow`` the differences are only
     logged as a warning. Returns the differences ([] when ``path`` is absent or matches).
     """
     if not path.is_file():
         return []
     record = json.loads(path.read_text())
-    diffs = postprocess_mismatch(record, runs, tta)
+    diffs = postprocess_mismatch(record, runs, tta, weights)
     if not diffs:
         return diffs
     tuned = f"--runs {' '.join(record.get('runs') or [])} --folds {','.join(map(str, record.get('folds') or []))}"
@@ -135,23 +148,46 @@ def ensemble_runs(ensemble: Ensemble) -> dict[str, list[int]]:
     return {exp: sorted(folds) for exp, folds in runs.items()}
 
 
+def chosen_members(cfg: Config, runs: Sequence[str]) -> tuple[list[str], dict[str, float] | None]:
+    """(runs, experiment weights) to predict with: those of ``runs/<exp>/ensemble.json`` when ``kseg ensemble``
+    wrote one for the config's experiment (``runs`` given must then be its members), else ``runs`` (default
+    the config's experiment) with equal weights (None)."""
+    from kseg.ensemble_spec import find_ensemble
+
+    spec = find_ensemble(cfg.layout.ensemble)
+    if spec is None:
+        return list(runs or (cfg.name,)), None
+    if runs and sorted(runs) != sorted(spec.runs):
+        raise ValueError(
+            f"{cfg.layout.ensemble} chose runs {spec.runs}, --runs gives {list(runs)}: drop --runs to predict with "
+            "the chosen ensemble, or predict with another config's experiment"
+        )
+    log.info("ensemble from %s: %s", cfg.layout.ensemble, ", ".join(f"{r} {w:.3f}" for r, w in spec.weights.items()))
+    return spec.runs, spec.weights
+
+
 def _load_ensemble(cfg: Config, runs: Sequence[str], folds: Sequence[int], tta: str, weights: str) -> Ensemble:
-    """The checkpoints of ``runs`` (default the config's experiment), ``folds`` (default ``predict.folds``)."""
+    """The checkpoints of ``runs`` (default the config's experiment, or its ``ensemble.json``), ``folds``
+    (default ``predict.folds``)."""
+    members, exp_weights = chosen_members(cfg, runs)
     return Ensemble.from_runs(
         cfg,
-        runs or (cfg.name,),
+        members,
         folds or cfg.predict.folds,
         tta=tta,
         device=cfg.train.device,
         amp=cfg.predict.amp,
         weights=weights,
+        exp_weights=exp_weights,
     )
 
 
 def _checked_params(cfg: Config, ensemble: Ensemble, tta: str, allow_mismatch: bool) -> list[Any]:
     """Per-class post-processing for ``ensemble``: tuned on it (unless ``allow_mismatch``), aux gates only
     with an aux head."""
-    check_postprocess_ensemble(cfg.layout.postprocess, ensemble_runs(ensemble), tta, allow=allow_mismatch)
+    check_postprocess_ensemble(
+        cfg.layout.postprocess, ensemble_runs(ensemble), tta, allow=allow_mismatch, weights=ensemble.exp_weights
+    )
     params = load_params(cfg)
     has_aux = any(getattr(m.model, "aux_head", False) for m in ensemble.members)
     gated = [cfg.competition.classes[c] for c, p in enumerate(params) if p.aux_gate > 0]

@@ -4,6 +4,7 @@ Layout (a build output: rebuilt from scratch every time, never edited by hand)::
 
     kernels/<exp>/dataset/   dataset-metadata.json, kseg-manifest.json, config.yaml, competition.yaml,
                              runs/<run>/fold<K>/best.pt, runs/<run>/{config.yaml,postprocess.json},
+                             runs/<exp>/{ensemble.json,postprocess.json,config.yaml} (a kseg ensemble)
                              wheels/kseg-*.whl + the kernel.wheels dependencies
     kernels/<exp>/kernel/    kernel-metadata.json, <kernel-slug>.py
 
@@ -27,7 +28,7 @@ from kseg import __version__
 from kseg.atomic import atomic_write_text
 from kseg.config import Config, save_config
 from kseg.infer.checkpoints import find_checkpoints
-from kseg.infer.pipeline import ALLOW_MISMATCH_FLAG, check_postprocess_ensemble
+from kseg.infer.pipeline import ALLOW_MISMATCH_FLAG, check_postprocess_ensemble, chosen_members
 from kseg.kernel.budget import RunTimeEstimate, check_budget, estimate_run_time
 from kseg.kernel.metadata import competition_slug, write_json, write_metadata
 from kseg.kernel.script import render_script
@@ -139,6 +140,12 @@ def _ship_runs(cfg: Config, runs: list[str], folds: tuple[int, ...], build: Kern
                     f"{have} not found: the kernel predicts with default post-processing (run `kseg tune` first)"
                 )
         shipped[run] = [f for f, _ in ckpts]
+    src, dst = cfg.layout, build.run(cfg.name)
+    if src.ensemble.is_file():  # kseg ensemble's choice: predict on Kaggle reads it as here
+        dst.root.mkdir(parents=True, exist_ok=True)
+        for have, ship in ((src.ensemble, dst.ensemble), (src.postprocess, dst.postprocess), (src.config, dst.config)):
+            if have.is_file():
+                shutil.copy2(have, ship)
     return shipped
 
 
@@ -217,6 +224,7 @@ class _BuildRequest:
     wheels: tuple[str, ...]
     cache_dir: Path | None
     allow_postprocess_mismatch: bool
+    weights: dict[str, float] | None = None  # kseg ensemble's experiment weights (ensemble.json)
 
 
 def _write_stage(cfg: Config, req: _BuildRequest, stage: KernelLayout, warnings: list[str]) -> str:
@@ -226,7 +234,11 @@ def _write_stage(cfg: Config, req: _BuildRequest, stage: KernelLayout, warnings:
     stage.kernel.mkdir()
     shipped = _ship_runs(cfg, req.runs, req.folds, stage, warnings)
     mismatch = check_postprocess_ensemble(
-        cfg.layout.postprocess, shipped, req.tta or cfg.predict.tta, allow=req.allow_postprocess_mismatch
+        cfg.layout.postprocess,
+        shipped,
+        req.tta or cfg.predict.tta,
+        allow=req.allow_postprocess_mismatch,
+        weights=req.weights,
     )
     save_config(cfg, stage.config)
     atomic_write_text(stage.competition, yaml.safe_dump(to_dict(cfg.competition), sort_keys=False))
@@ -240,7 +252,10 @@ def _write_stage(cfg: Config, req: _BuildRequest, stage: KernelLayout, warnings:
     files = _dataset_files(dataset)
     write_json(stage.manifest, _manifest(cfg, req.names, req.user, shipped, predict_args, wheel_dir, files))
     code_file = f"{req.names.kernel_slug}.py"
-    atomic_write_text(stage.kernel / code_file, render_script(_script_settings(cfg, req.names, req.runs, predict_args)))
+    script_runs = [cfg.name] if req.weights else req.runs  # an ensemble: its ensemble.json names the runs
+    atomic_write_text(
+        stage.kernel / code_file, render_script(_script_settings(cfg, req.names, script_runs, predict_args))
+    )
     write_metadata(cfg, req.names, stage, code_file)
     return code_file
 
@@ -266,15 +281,17 @@ def build_kernel(
     start = time.time()
     warnings: list[str] = []
     user = _resolve_user(user, warnings)
+    members, weights = chosen_members(cfg, runs or [])  # the runs of ensemble.json when kseg ensemble wrote one
     req = _BuildRequest(
         names=kernel_names(cfg, user or PLACEHOLDER_USER),
         user=user,
-        runs=list(dict.fromkeys(runs or [cfg.name])),
+        runs=list(dict.fromkeys(members)),
         folds=tuple(folds) or tuple(cfg.predict.folds),
         tta=tta,
         wheels=tuple(cfg.kernel.wheels if wheels is None else wheels),
         cache_dir=cache_dir,
         allow_postprocess_mismatch=allow_postprocess_mismatch,
+        weights=weights,
     )
     folds_of = {run: [f for f, _ in find_checkpoints(cfg.runs_dir, run, req.folds)] for run in req.runs}
     estimate = estimate_run_time(cfg, folds_of, req.tta or cfg.predict.tta)

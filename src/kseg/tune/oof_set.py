@@ -8,7 +8,7 @@ the mean probability quantized again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,14 +95,19 @@ class Chunk:
 class OOFSet:
     """OOF predictions of one or more experiments, aligned by image id; folds of the first one.
 
-    Every experiment must cover the same images with the same (C, H, W).
+    Every experiment must cover the same images with the same (C, H, W). ``weights`` {experiment: weight > 0}
+    (default 1 each) weigh them in ``chunks``' mean (``kseg ensemble``'s chosen weights).
     """
 
-    def __init__(self, experiments: dict[str, list[FoldOOF]]) -> None:
+    def __init__(self, experiments: dict[str, list[FoldOOF]], weights: Mapping[str, float] | None = None) -> None:
         if not experiments:
             raise ValueError("no experiments to tune on")
         self.names = list(experiments)
         self.experiments = experiments
+        self.weights = {name: float(weights[name]) if weights else 1.0 for name in self.names}
+        bad = [name for name, w in self.weights.items() if not w > 0]
+        if bad:
+            raise ValueError(f"OOF weights must be > 0, got {self.weights[bad[0]]} for {bad[0]}")
         base = experiments[self.names[0]]
         self.shape = tuple(base[0].probs.shape[1:])
         self.folds = [f.fold for f in base]
@@ -166,23 +171,41 @@ class OOFSet:
                 yield Chunk(ids, f.fold, q, aux)
 
     def take(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """uint8 [n, C, H, W] (+ aux [n, C] | None) of any ``ids``, averaged over the experiments as in ``chunks``."""
+        """uint8 [n, C, H, W] (+ aux [n, C] | None) of any ``ids``, averaged over the experiments as in ``chunks``
+        (weighted by ``weights``)."""
         if len(self.names) == 1:
             return self._gather(self.names[0], ids)
         acc = np.zeros((len(ids),) + self.shape, dtype=np.float32)
         aux_acc = np.zeros((len(ids), self.shape[0]), dtype=np.float32) if self.has_aux else None
         for name in self.names:
             part, part_aux = self._gather(name, ids)
-            acc += part
+            w = np.float32(self.weights[name])
+            acc += part if w == 1 else w * part
             if aux_acc is not None:
-                aux_acc += part_aux  # type: ignore[operator]
-        q = np.rint(acc / np.float32(len(self.names))).astype(np.uint8)
-        aux = None if aux_acc is None else np.rint(aux_acc / np.float32(len(self.names))).astype(np.uint8)
+                aux_acc += part_aux if w == 1 else w * part_aux  # type: ignore[operator]
+        total = np.float32(sum(self.weights.values()))
+        q = np.rint(acc / total).astype(np.uint8)
+        aux = None if aux_acc is None else np.rint(aux_acc / total).astype(np.uint8)
         return q, aux
 
     def fold_positions(self) -> dict[str, int]:
         """{image id: position of its fold in ``folds``} (the first experiment's folds)."""
         return {i: k for k, f in enumerate(self.experiments[self.names[0]]) for i in f.ids}
+
+    def member_chunks(self, chunk_size: int) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray | None]]:
+        """Like ``chunks`` without the mean: (chunk of the first experiment, q uint8 [M, n, C, H, W] of every
+        experiment in ``names`` order, aux uint8 [M, n, C] | None)."""
+        chunk_size = max(1, int(chunk_size))
+        for f in self.experiments[self.names[0]]:
+            for start in range(0, len(f.ids), chunk_size):
+                ids = list(f.ids[start : start + chunk_size])
+                parts = [self._gather(name, ids) for name in self.names]
+                aux = np.stack([a for _, a in parts]) if self.has_aux else None  # type: ignore[misc]
+                yield Chunk(ids, f.fold, parts[0][0], parts[0][1]), np.stack([q for q, _ in parts]), aux
+
+    def fold_of(self, name: str) -> dict[str, int]:
+        """{image id: fold} of experiment ``name``'s OOF stores."""
+        return {i: f.fold for f in self.experiments[name] for i in f.ids}
 
 
 def check_against_folds(cfg: Config, oof: OOFSet) -> None:
@@ -224,6 +247,7 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
             log.warning("%s (dropped as unreadable under data.on_bad_image=skip)", msg)
 
 
-def load_oof(cfg: Config, runs: list[str]) -> OOFSet:
-    """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``)."""
-    return OOFSet({name: find_folds(RunLayout(Path(cfg.runs_dir), name).root, name, cfg.tune.oof_tta) for name in runs})
+def load_oof(cfg: Config, runs: list[str], weights: Mapping[str, float] | None = None) -> OOFSet:
+    """The OOF set of experiments ``runs`` (names under ``cfg.runs_dir``), weighted by ``weights`` (default equal)."""
+    found = {name: find_folds(RunLayout(Path(cfg.runs_dir), name).root, name, cfg.tune.oof_tta) for name in runs}
+    return OOFSet(found, weights)

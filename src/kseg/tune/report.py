@@ -62,6 +62,7 @@ def postprocess_dict(result: TuneResult, experiment: str, oof_tta: str = "") -> 
         "version": 1,
         "experiment": experiment,
         "runs": result.runs,
+        **({"weights": result.weights} if result.weights else {}),  # kseg ensemble: the runs' weights
         "metric": result.metric,
         "metric_params": result.metric_params,
         "n_images": result.n_images,

@@ -44,6 +44,7 @@ class TuneResult:
     selection: dict[str, str] = field(default_factory=dict)  # run -> train.select of its OOF epochs
     metric_params: dict = field(default_factory=dict)  # competition.metric_params
     class_weights: tuple[float, ...] = ()  # the metric's weights of the per-class scores (() = equal)
+    weights: dict[str, float] = field(default_factory=dict)  # run -> weight in the OOF mean ({}: equal)
 
     @property
     def n_images(self) -> int:
@@ -106,9 +107,11 @@ def _check_size(cfg: Config, oof: OOFSet) -> None:
         )
 
 
-def _load_checked(cfg: Config, runs: list[str]) -> tuple[OOFSet, Grid, TruthTable]:
+def _load_checked(
+    cfg: Config, runs: list[str], weights: dict[str, float] | None = None
+) -> tuple[OOFSet, Grid, TruthTable]:
     """The OOF store of ``runs``, the tune grid and the truth, checked against each other and the config."""
-    oof = load_oof(cfg, runs)
+    oof = load_oof(cfg, runs, weights)
     _check_size(cfg, oof)
     check_against_folds(cfg, oof)
     grid = Grid.from_config(cfg.tune)
@@ -183,16 +186,19 @@ def _score_chunks(
     return table
 
 
-def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = None) -> TuneResult:
+def tune(
+    cfg: Config, runs: list[str] | None = None, progress: bool | None = None, weights: dict[str, float] | None = None
+) -> TuneResult:
     """Grid-search post-processing on the OOF predictions of ``runs`` (default: ``cfg.name``).
 
     Streams ``cfg.tune.chunk_size`` images at a time; memory is bounded by the chunk, not the OOF.
     Exclusive competitions (``competition.exclusive``) score every cell on the argmax candidates of
     ``exclusive_candidates``, the rule ``kseg predict`` applies.
-    ``progress=None`` shows the progress bar only on a terminal.
+    ``progress=None`` shows the progress bar only on a terminal. ``weights`` {run: weight > 0} weigh the runs'
+    OOF mean (default equal; ``kseg ensemble``).
     """
     runs = list(runs or [cfg.name])
-    oof, grid, truth = _load_checked(cfg, runs)
+    oof, grid, truth = _load_checked(cfg, runs, weights)
     table = _score_chunks(cfg, oof, grid, truth, progress, runs)
     choices = [table.choose(c) for c in range(oof.shape[0])]
     return TuneResult(
@@ -208,4 +214,5 @@ def tune(cfg: Config, runs: list[str] | None = None, progress: bool | None = Non
         selection=epoch_selection(cfg, runs),
         metric_params=dict(cfg.competition.metric_params),
         class_weights=cfg.competition.scorer.class_weights,
+        weights=dict(weights or {}),
     )
