@@ -10,7 +10,9 @@ import pytest
 from kseg.cli import main
 from kseg.config import load_config
 from kseg.ensemble_spec import read_ensemble
-from kseg.infer.pipeline import _load_ensemble
+from kseg.infer.ensemble import Ensemble
+from kseg.infer.pipeline import chosen_members
+from kseg.report.table import COLUMNS
 
 from _train_support import TINY
 from conftest import REPO
@@ -56,7 +58,9 @@ def test_ensemble_weights_predict_and_kernel(trained, demo_root, monkeypatch, ca
     assert set(record["member_scores"]) == set(RUNS) and record["scores"]["cv"] is not None
 
     # kseg predict of the ensemble's config loads the chosen members with the chosen weights
-    ens = _load_ensemble(cfg, (), (), "none", "best.pt")
+    members, weights = chosen_members(cfg, ())
+    assert sorted(members) == sorted(spec.runs)
+    ens = Ensemble.from_runs(cfg, members, device="cpu", exp_weights=weights)
     assert ens.exp_weights == pytest.approx(spec.weights)
     for group in ens.groups:
         for m, w in zip(group.members, group.weights, strict=True):
@@ -76,3 +80,26 @@ def test_ensemble_weights_predict_and_kernel(trained, demo_root, monkeypatch, ca
     assert main(["kernel", "rehearse", "-c", config, "--quiet", *ov]) == 0
     rehearsed = cfg.kernel_layout.rehearsal_submission.read_text()
     assert rehearsed == sub.read_text()  # the kernel predicts exactly what kseg predict did here
+
+    # kseg report: both experiments (tuned) and the ensemble, each with its CV score
+    for name, file in RUNS.items():
+        assert main(["tune", "-c", str(REPO / "configs" / file), f"name={name}", "--no-plots", *ov]) == 0
+    capsys.readouterr()
+    assert main(["report", "--runs-dir", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+        for line in table.splitlines()[2:]
+        if line.startswith("| ")
+    }
+    assert set(rows) == {*RUNS, "demo-ensemble"}
+    cv = COLUMNS.index("CV tuned")
+    for name in RUNS:
+        post = json.loads(
+            load_config(REPO / "configs" / RUNS[name], [*ov, f"name={name}"]).layout.postprocess.read_text()
+        )
+        assert rows[name][cv] == f"{post['scores']['cv']:.4f}" and rows[name][1] == "3 (0,1,2)"
+    assert rows["demo-ensemble"][cv] == f"{record['scores']['cv']:.4f}"
+    assert "loss" in rows["demo"][COLUMNS.index("config differences")]  # demo-b differs in its loss
+    page = (tmp_path / "runs" / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 3  # threshold curves of the three tuned experiments
