@@ -10,6 +10,7 @@ import pandas as pd
 from kseg.config import Config, load_config, save_config
 from kseg.data.dataset import SegDataset, read_labels
 from kseg.data.folds import write_folds
+from kseg.data.pixels import model_input
 from kseg.metrics import score
 from kseg.models import load_checkpoint, predict_proba
 from kseg.train.oof_store import to_uint8
@@ -54,7 +55,7 @@ def repredict(checkpoint: Path, cfg: Config, ids: list[str]) -> np.ndarray:
     ds = SegDataset(cfg, ids, labels=None, train=False)
     out = []
     for item in ds:
-        probs, _ = predict_proba(model, item["image"][None], ccfg.competition.mode)
+        probs, _ = predict_proba(model, model_input(item["image"][None], cfg.data.normalize), ccfg.competition.mode)
         full, _ = restore_batch(probs, [tuple(item["size"].tolist())], ccfg)
         out.append(to_uint8(full))
     return np.concatenate(out)

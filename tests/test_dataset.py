@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from kseg.config import load_config
-from kseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataset, decode_masks, make_loader, read_labels
+from kseg.data.dataset import SegDataset, decode_masks, make_loader, read_labels
 from kseg.data.images import ImageReadError
+from kseg.data.pixels import IMAGENET_MEAN, IMAGENET_STD, model_input
 from kseg.data.rle import KAGGLE, decode
 
 from conftest import REPO, shared_dataset
@@ -21,13 +22,14 @@ def test_demo_items_match_csv(demo_cfg) -> None:
     row = labels[(labels[list(demo_cfg.competition.classes)] != "").any(axis=1)].iloc[0]
     ds = SegDataset(demo_cfg, [row.image_id], labels)
     item = ds[0]
-    assert item["image"].shape == (3, 128, 256) and item["image"].dtype == torch.float32
+    assert item["image"].shape == (3, 128, 256) and item["image"].dtype == torch.uint8  # normalised on the device
     assert item["mask"].shape == (4, 128, 256) and item["mask"].dtype == torch.uint8  # 0/1, float on the device
     assert item["size"].tolist() == [128, 256] and item["id"] == row.image_id
     for c, name in enumerate(demo_cfg.competition.classes):
         assert np.array_equal(item["mask"][c].numpy(), decode(row[name], (128, 256)).astype(np.float32))
     # imagenet normalisation: un-normalising gives pixels in [0, 1]
-    raw = item["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    x = model_input(item["image"][None], demo_cfg.data.normalize)[0]
+    raw = x.numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
     assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from kseg.competition import list_test_ids, read_csv, read_train_labels
 from kseg.config import load_config
-from kseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataset
+from kseg.data.dataset import SegDataset
+from kseg.data.pixels import IMAGENET_MEAN, IMAGENET_STD, model_input
 from kseg.demo.contrails import BANDS
 from kseg.demo.registry import MINIATURES, write_miniature
 
@@ -88,6 +89,7 @@ def test_dataset_input_is_the_ash_false_colour_of_frame_4(root: Path, tmp_path: 
     b11, b14, b15 = (np.load(rec / f"band_{b}.npy")[..., 4] for b in (11, 14, 15))
     ash = np.clip(np.stack([(b15 - b14 + 4) / 6, (b14 - b11 + 4) / 9, (b14 - 243) / 60], axis=-1), 0, 1)
     want = ((ash - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
-    np.testing.assert_allclose(item["image"].numpy(), want, atol=1e-5)
+    x = model_input(item["image"][None], cfg.data.normalize)[0]  # normalised on the device
+    np.testing.assert_allclose(x.numpy(), want, atol=1e-5)
     mask = np.load(rec / "human_pixel_masks.npy")[..., 0]
     assert np.array_equal(item["mask"][0].numpy(), mask)  # the label of that same frame

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kseg.config import Config
+from kseg.data.pixels import model_input
 from kseg.infer.checkpoints import find_checkpoints, parse_folds
 from kseg.infer.ensemble import Ensemble, Member, tta_proba
 from kseg.infer.pipeline import default_submission_path, predict_submission
@@ -335,6 +336,7 @@ def test_ensemble_from_runs_matches_manual_average(tiny_runs: Config, demo_root:
     image_id = sorted(p.name for p in (demo_root / "test_images").iterdir())[0]
     pred = next(predict_images(ens, [image_id], demo_root / "test_images", progress=False))
     x = SegDataset(tiny_runs, [image_id], image_dir=demo_root / "test_images")[0]["image"][None]
+    x = model_input(x, tiny_runs.data.normalize)
     manual = torch.zeros(1, 4, 64, 128)
     for fold in (0, 1):
         model, _ = load_checkpoint(tiny_runs.fold_dir(fold) / "best.pt")

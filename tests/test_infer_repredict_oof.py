@@ -11,6 +11,7 @@ from kseg.cli import main
 from kseg.config import Config
 from kseg.data.dataset import SegDataset
 from kseg.data.geometry import restore
+from kseg.data.pixels import model_input
 from kseg.layout import oof_files
 from kseg.models import build_model, load_checkpoint, predict_proba
 from kseg.postprocess import quantize
@@ -51,7 +52,7 @@ def test_training_writes_aux_oof_matching_the_checkpoint(trained: Config):
     model, ccfg = load_checkpoint(d / "best.pt")
     ds = SegDataset(trained, ids[:3], train=False)
     for i in range(3):
-        _, a = predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)
+        _, a = predict_proba(model, model_input(ds[i]["image"][None], trained.data.normalize), ccfg.competition.mode)
         expected = np.rint(a[0].numpy() * 255)
         assert np.abs(aux[i].astype(int) - expected).max() <= 1
 
@@ -74,7 +75,7 @@ def test_predict_oof_hflip_averages_the_deaugmented_views(trained: Config):
     oof = np.load(d / "oof_tta-hflip.npy")
     ids = val_ids(trained, 0)
     model, ccfg = load_checkpoint(d / "best.pt")
-    x = SegDataset(trained, [ids[0]], train=False)[0]["image"][None]
+    x = model_input(SegDataset(trained, [ids[0]], train=False)[0]["image"][None], trained.data.normalize)
     p, _ = predict_proba(model, x, "multilabel")
     pf, _ = predict_proba(model, x.flip(-1), "multilabel")
     expected = quantize(restore((p + pf.flip(-1)) / 2, (128, 256), trained)[0])
@@ -103,7 +104,7 @@ def test_ema_run_predicts_with_the_validated_ema_weights(demo_root, tmp_path):
     assert np.abs(np.load(d / "oof_tta-none.npy").astype(int) - oof).max() <= 1
     raw = build_model(cfg.replace(model=_no_weights(cfg)))
     raw.load_state_dict(last["state_dict"])
-    x = SegDataset(cfg, ids[:1], train=False)[0]["image"][None]
+    x = model_input(SegDataset(cfg, ids[:1], train=False)[0]["image"][None], cfg.data.normalize)
     p, _ = predict_proba(raw.eval(), x, "multilabel")
     assert np.abs(quantize(restore(p, (128, 256), cfg)[0]).astype(int) - oof[0]).max() > 5
 

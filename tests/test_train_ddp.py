@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from kseg.data.dataset import SegDataset
+from kseg.data.pixels import model_input
 from kseg.models import load_checkpoint, predict_proba
 from kseg.train.oof_store import read_oof
 
@@ -67,7 +68,6 @@ def test_torchrun_two_gloo_processes(demo_root, tmp_path):
     # aux rows of both ranks are put at their image's position too
     model, ccfg = load_checkpoint(d / "best.pt")
     ds = SegDataset(cfg, ids, train=False)
-    aux = np.stack(
-        [predict_proba(model, ds[i]["image"][None], ccfg.competition.mode)[1][0].numpy() for i in range(len(ids))]
-    )
+    xs = [model_input(ds[i]["image"][None], cfg.data.normalize) for i in range(len(ids))]
+    aux = np.stack([predict_proba(model, x, ccfg.competition.mode)[1][0].numpy() for x in xs])
     assert np.abs(np.load(d / "oof_aux.npy").astype(int) - np.rint(aux * 255)).max() <= 1

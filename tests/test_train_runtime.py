@@ -26,4 +26,8 @@ def test_batches_reach_the_device_as_float_masks_and_images():
     masks = rt.masks(batch)
     assert masks.dtype == torch.float32 and masks.sum() == 32
     assert rt.images(batch).is_contiguous(memory_format=torch.channels_last)
-    assert Runtime(torch.device("cpu")).images(batch) is batch["image"]
+    assert torch.equal(Runtime(torch.device("cpu")).images(batch), batch["image"])  # unit: float pixels as they are
+    pixels = {"image": torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1)}
+    imagenet = Runtime(torch.device("cpu"), normalize="imagenet").images(pixels).flatten()
+    # (p / 255 - mean) / std by hand: (0 - 0.485) / 0.229, (0.2 - 0.456) / 0.224, (1 - 0.406) / 0.225
+    assert torch.allclose(imagenet, torch.tensor([-2.117904, -1.142857, 2.64]), atol=1e-5)

@@ -45,7 +45,12 @@ class DataConfig:
     num_workers: int = bounded(2, ge=0)
     n_folds: int = bounded(5, ge=2)
     fold_seed: int = 42
-    normalize: Literal["imagenet", "max", "unit"] = "imagenet"  # max: / the input's maximum (MRI)
+    normalize: Literal["imagenet", "max", "unit"] = (
+        "imagenet"  # max: / the input's maximum (MRI); applied on the device
+    )
+    # uint8: decode, augment and collate in the file's integer type (uint16 for 16-bit files); float: float32
+    # in [0, 1] from decoding on (the former path, for augmentations that need float input)
+    pixels: Literal["uint8", "float"] = "uint8"
     augment: tuple[AugmentStep, ...] = ()
     on_bad_image: Literal["error", "skip"] = "error"
     pseudo_labels: str = ""  # train-format csv of pseudo-labelled test images (train folds only)

@@ -19,6 +19,7 @@ from PIL import Image
 from kseg.config import load_config
 from kseg.data.dataset import SegDataset
 from kseg.data.images import read_image, read_mask
+from kseg.data.pixels import model_input
 
 from _reliab import DEMO_YAML
 
@@ -107,6 +108,6 @@ def test_every_format_gives_the_same_model_input(tmp_path, name):
         ["data.image_size=[32, 64]", "competition.image_ext=.png", "data.augment=[]", "competition.ids_have_ext=true"],
     )
     ds = SegDataset(cfg, ["x.png", "ref.png"], image_dir=folder)
-    got, want = ds[0]["image"], ds[1]["image"]
+    got, want = (model_input(ds[i]["image"][None], cfg.data.normalize)[0] for i in (0, 1))
     assert got.shape == (3, 32, 64) and got.dtype == torch.float32
     assert torch.allclose(got, want, atol=1e-5), name  # same channels (RGB order), same [0, 1] scale

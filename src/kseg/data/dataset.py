@@ -27,8 +27,6 @@ from kseg.data.rle import RleDialect, decode
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 PSEUDO = "pseudo"
 
 
@@ -103,27 +101,9 @@ def build_augment(cfg: Config) -> A.Compose:
     return A.Compose(steps)
 
 
-def normalize(image: np.ndarray, cfg: Config) -> np.ndarray:
-    """[H, W, K] float32 -> normalised float32: ``data.normalize`` imagenet (K = 3 channels in [0, 1]),
-    max (divided by the input's maximum when it is > 0: MRI slices of any bit depth -> [0, 1]) or unit (as is).
-    """
-    mode = cfg.data.normalize
-    if mode == "imagenet":
-        if image.shape[-1] != 3:
-            raise ValueError(
-                f"data.normalize=imagenet needs 3 channels (RGB in [0, 1]), but the input has {image.shape[-1]}; "
-                "use data.normalize=max or unit"
-            )
-        return (image - IMAGENET_MEAN) / IMAGENET_STD
-    if mode == "max":
-        top = float(image.max(initial=0.0))
-        return image / np.float32(top) if top > 0 else image
-    return image
-
-
 def to_tensor_image(image: np.ndarray) -> torch.Tensor:
-    """[H, W, K] -> float32 tensor [K, H, W]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    """[H, W, K] pixels -> tensor [K, H, W] of the same dtype (normalised on the device: ``kseg.data.pixels``)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str, dialect: RleDialect) -> np.ndarray:
@@ -148,12 +128,14 @@ def decode_masks(rles: Sequence[str], size: tuple[int, int], image_id: str, dial
 
 
 class SegDataset(Dataset):
-    """Items: {"image": float32 [K, h, w], "mask": float32 [C, h, w] (with labels), "id": str, "size": [2]}.
+    """Items: {"image": [K, h, w], "mask": uint8 [C, h, w] (with labels), "id": str, "size": [2]}.
 
     K = ``kseg.data.inputs.input_channels`` (3 for RGB images, the stacked slices or array channels).
 
     ``size`` is the original (H, W). Images are fitted to ``data.image_size`` (resize or pad), then the
-    ``data.augment`` pipeline runs on image and masks together when ``train``.
+    ``data.augment`` pipeline runs on image and masks together when ``train``. The image keeps the file's
+    dtype (uint8/uint16; float32 for float files or ``data.pixels=float``, in [0, 1]), not normalised:
+    ``kseg.data.pixels.model_input`` normalises the collated batch on the device.
     """
 
     def __init__(
@@ -191,7 +173,7 @@ class SegDataset(Dataset):
                 self.sources = rows["source"].tolist()
         self.skipped: list[str] = []
         self._check_files()
-        self.reader = InputReader(spec, self.ids, self.paths)
+        self.reader = InputReader(spec, self.ids, self.paths, integer=cfg.data.pixels == "uint8")
 
     def path(self, idx: int) -> Path:
         """The file (or record folder, ``competition.arrays``) of item ``idx``."""
@@ -252,7 +234,9 @@ class SegDataset(Dataset):
             log.warning("skipped %d unreadable image file(s)", len(bad))
             self.skipped += bad
             self._keep(keep)
-            self.reader = InputReader(self.cfg.competition, self.ids, self.paths)
+            self.reader = InputReader(
+                self.cfg.competition, self.ids, self.paths, integer=self.cfg.data.pixels == "uint8"
+            )
         return bad
 
     def __len__(self) -> int:
@@ -286,7 +270,7 @@ class SegDataset(Dataset):
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask.transpose(2, 0, 1), dtype=np.uint8))
         elif self.augment is not None:
             image = self.augment(image=image)["image"]
-        item["image"] = to_tensor_image(normalize(image.astype(np.float32, copy=False), self.cfg))
+        item["image"] = to_tensor_image(image)
         return item
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "read_image", "read_mask", "image_size"]
+__all__ = ["ImageReadError", "read_image", "read_pixels", "read_mask", "image_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,21 @@ def _decode(path: PathLike) -> np.ndarray:
             raise ImageReadError(f"{file}: unsupported channel count {pixels.shape[2]}")
         return pixels[:, :, 2::-1]  # BGR(A) -> RGB
     return pixels
+
+
+def read_pixels(path: PathLike) -> np.ndarray:
+    """Read an image as C-contiguous [H, W, 3] RGB in the file's dtype: uint8, uint16 or float32.
+
+    Gray is replicated to 3 channels and alpha is dropped; other dtypes raise ImageReadError naming the file.
+    """
+    pixels = _decode(path)
+    if pixels.dtype not in _SCALES and not np.issubdtype(pixels.dtype, np.floating):
+        raise ImageReadError(f"{path}: unsupported pixel dtype {pixels.dtype} (expected 8/16-bit or float)")
+    if np.issubdtype(pixels.dtype, np.floating):
+        pixels = pixels.astype(np.float32, copy=False)
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(pixels)
 
 
 def read_image(path: PathLike) -> np.ndarray:

@@ -9,7 +9,9 @@
   ``band_08.npy`` ... ``band_16.npy``, each [H, W, T]), combined into channels by a named transform of
   ``TRANSFORMS`` at the chosen frames; the label may be an ``.npy`` mask in the same folder.
 
-Every reader returns float32 [H, W, K]; ``input_channels(spec)`` is K, the model's ``in_channels``.
+Every reader returns float32 [H, W, K] (plain images with ``integer``: [H, W, 3] in the file's uint8/uint16,
+normalised later on the device by ``kseg.data.pixels.model_input``); ``input_channels(spec)`` is K, the
+model's ``in_channels``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kseg.data.images import ImageReadError, image_size, read_image
+from kseg.data.images import ImageReadError, image_size, read_image, read_pixels
 from kseg.data.volumes import neighbour_index
 from kseg.registry import Registry
 from kseg.typed import ConfigError, choice
@@ -234,8 +236,9 @@ class InputReader:
     folds keep them whole) and read on each call.
     """
 
-    def __init__(self, spec: CompetitionSpec, ids: Sequence[str], paths: Sequence[Path]) -> None:
+    def __init__(self, spec: CompetitionSpec, ids: Sequence[str], paths: Sequence[Path], integer: bool = False) -> None:
         self.spec, self.ids, self.paths = spec, list(ids), list(paths)
+        self.integer = integer  # plain images in the file's integer type (kseg.data.pixels), else float32
         self.neighbours: np.ndarray | None = None
         if spec.volume is not None:
             case, sl = spec.volume_keys(self.ids)
@@ -246,7 +249,7 @@ class InputReader:
             return read_arrays(self.spec.arrays, self.paths[i])
         if self.neighbours is not None:
             return stack_slices([self.paths[j] for j in self.neighbours[i]], self.ids[i])
-        return read_image(self.paths[i])
+        return read_pixels(self.paths[i]) if self.integer else read_image(self.paths[i])
 
     def check(self, i: int) -> None:
         """Decode item ``i``'s own file(s) (raises ImageReadError / FileNotFoundError when unreadable)."""

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kseg.config import Config
-from kseg.data.dataset import SegDataset, build_augment, normalize, to_tensor_image
+from kseg.data.dataset import SegDataset, build_augment, to_tensor_image
 from kseg.data.rle_stream import MaskRuns, decode_window, mask_runs
 from kseg.data.slides import Slide, read_scaled, slide_size
 from kseg.tiling import TileConfig, parse_tile_id, starts, tile_id
@@ -200,7 +200,7 @@ class TileDataset(Dataset):
             item["mask"] = torch.from_numpy(np.ascontiguousarray(mask.transpose(2, 0, 1), dtype=np.uint8))
         elif self.augment is not None:
             image = self.augment(image=image)["image"]
-        item["image"] = to_tensor_image(normalize(image.astype(np.float32, copy=False), self.cfg))
+        item["image"] = to_tensor_image(image)  # normalised on the device (kseg.data.pixels.model_input)
         return item
 
 

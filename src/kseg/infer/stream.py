@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from kseg.config import Config
 from kseg.data.geometry import oof_size, restore, submission_size
+from kseg.data.pixels import model_input
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.pseudo import confident_share
 
@@ -100,7 +101,8 @@ def predict_images(
         for gi, (g, batch) in enumerate(zip(ensemble.groups, batches, strict=True)):
             if list(batch["id"]) != ids:
                 raise RuntimeError("test loaders of the ensemble groups went out of step")
-            probs, aux, w = ensemble.predict(batch["image"], gi)
+            x = model_input(batch["image"], g.cfg.data.normalize, ensemble.device)
+            probs, aux, w = ensemble.predict(x, gi)
             restored = restore_batch(probs, sizes, g.cfg, oof)
             acc = restored if acc is None else [a + r for a, r in zip(acc, restored, strict=True)]
             if aux is not None:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from kseg.config import Config
-from kseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from kseg.data.pixels import IMAGENET_MEAN, IMAGENET_STD
 from kseg.data.slides import Slide, SlideLayoutError, read_scaled
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.strips import encode_strips

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from kseg.config import Config
+from kseg.data.pixels import model_input
 from kseg.train.dist import DistInfo
 
 
@@ -20,6 +21,7 @@ class Runtime:
     amp: bool = False
     channels_last: bool = False
     progress: bool = True
+    normalize: str = "unit"  # data.normalize, applied on the device by ``images`` (unit: float batches as they are)
 
     @classmethod
     def from_config(cls, cfg: Config, info: DistInfo) -> Runtime:
@@ -29,6 +31,7 @@ class Runtime:
             amp=cfg.train.amp and cuda,
             channels_last=cfg.train.channels_last and cuda,
             progress=info.is_main,
+            normalize=cfg.data.normalize,
         )
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -39,9 +42,9 @@ class Runtime:
         return batch["mask"].to(self.device, non_blocking=True).float()
 
     def images(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Images [N, 3, H, W] on the device (channels_last memory format when on)."""
-        x = batch["image"].to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        """Normalised float32 images [N, 3, H, W] on the device (channels_last when on) from the loader's
+        uint8/uint16/float pixels: one non-blocking copy, one fused op (``kseg.data.pixels.model_input``)."""
+        return model_input(batch["image"], self.normalize, self.device, self.channels_last)
 
 
 def amp_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
