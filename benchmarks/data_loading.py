@@ -1,14 +1,19 @@
-"""Training DataLoader images/s (2 workers, the config's augmentations) vs the model's train step images/s.
+"""Training DataLoader images/s, integer input path (after) vs the float path (before), 1 and 2 workers.
 
-Sizes: TGS (101x101 padded to 128, real data from ../shared/data/tgs-salt when present) and the
-Severstal miniature (256x1600, synthetic). ratio = loader images/s / train-step images/s on this machine
-(goal 1.0: the loader keeps up). On a GPU the step is far faster than here, so the loader rate is also
-printed against a GPU-typical step rate (``gpu_step_reference``: resnet34 U-Net AMP on one modern GPU,
-a figure to compare with, not measured here).
+Sizes: TGS (101x101 reflect-padded to 128, real data from ../shared/data/tgs-salt when present), Severstal
+(256x1600, synthetic) and Carvana (1918x1280 JPEGs resized to 1024x1024, the Carvana miniature), each with its
+config's augmentations. ``before`` is ``data.pixels=float`` (float32 from decoding on, as kseg did until the
+uint8 path, less the host-side normalisation pass it also made in the workers: the ratio is a lower bound);
+``after`` is the default (uint8 through the loader, normalised on the device). ratio = after / before loader
+images/s (goal 1.0: never slower). ``after_with_cpu_normalise`` adds ``model_input`` on this CPU (the worst
+case, no GPU to do it). The rate needed to keep a GPU busy is the
+GPU's step rate: ``gpu_step_reference`` (resnet34 U-Net AMP on one modern GPU) is a figure to compare with,
+not measured here (see gpu.sh).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,21 +22,22 @@ import torch
 
 from kseg.config import load_config
 from kseg.data.dataset import SegDataset, make_loader, read_labels
+from kseg.data.pixels import model_input
+from kseg.demo.registry import write_miniature
 from kseg.demo.synthetic import make_demo
-from kseg.losses import build_loss
-from kseg.models import build_model
 
 from _common import REPO, write_results
 
-# Typical resnet34 U-Net AMP train-step rates on one modern data-centre GPU (images/s), for context only.
-GPU_STEP_REFERENCE = {"tgs_128": 1500.0, "severstal_256x1600": 60.0}
+GPU_STEP_REFERENCE = {"tgs_128": 1500.0, "severstal_256x1600": 60.0, "carvana_1024": 40.0}  # images/s, context
+WORKERS = (1, 2)
 
 
-def loader_rate(cfg, ids, labels, batches: int) -> float:
+def loader_rate(cfg, ids, labels, batches: int, normalise_here: bool) -> float:
+    """Steady images/s of the training loader over ``batches`` batches (worker start-up excluded)."""
     ds = SegDataset(cfg, ids, labels, train=True)
     loader = make_loader(ds, cfg, train=True, generator=torch.Generator().manual_seed(0))
     it = iter(loader)
-    next(it)  # start-up of the workers is not part of the steady rate
+    next(it)
     n, t0 = 0, time.perf_counter()
     for _ in range(batches):
         try:
@@ -39,99 +45,69 @@ def loader_rate(cfg, ids, labels, batches: int) -> float:
         except StopIteration:
             it = iter(loader)
             batch = next(it)
+        if normalise_here:
+            model_input(batch["image"], cfg.data.normalize)
         n += batch["image"].shape[0]
     return n / (time.perf_counter() - t0)
 
 
-def step_rate(cfg, batch_size: int, steps: int) -> float:
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
-    loss_fn = build_loss(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    h, w = cfg.data.image_size
-    x = torch.randn(batch_size, 3, h, w)
-    y = (torch.rand(batch_size, cfg.competition.num_classes, h, w) > 0.7).float()
-
-    def step() -> None:
-        opt.zero_grad()
-        loss, _ = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - t0)
+def cases(tmp: Path) -> list[tuple[str, str, list[str], int, int]]:
+    """(name, config, overrides, batch size, batches timed)."""
+    tgs = REPO.parent / "shared" / "data" / "tgs-salt"
+    if tgs.is_dir():
+        tgs_case = ("tgs_128", "configs/tgs-salt/unet-r34.yaml", [f"data.root={tgs}"], 32, 24)
+    else:
+        make_demo(tmp / "tgs", n_train=256, n_test=0, size=(101, 101))
+        tgs_case = ("tgs_128", "configs/demo.yaml", [f"data.root={tmp / 'tgs'}", "data.image_size=[128,128]"], 32, 8)
+    make_demo(tmp / "sev", n_train=48, n_test=0, size=(256, 1600))
+    write_miniature("carvana", tmp / "carvana", n_train=2, n_test=0)  # 32 full-size JPEGs
+    sev = [
+        f"data.root={tmp / 'sev'}",
+        "data.image_size=[256,1600]",
+        "competition.image_size=[256,1600]",
+        "competition.submission_size=[256,1600]",
+        "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}},"
+        " {name: RandomBrightnessContrast, params: {p: 0.5}}]",
+    ]
+    carvana = [f"data.root={tmp / 'carvana'}", "data.image_size=[1024,1024]"]
+    return [
+        tgs_case,
+        ("severstal_256x1600", "configs/demo.yaml", sev, 8, 5),
+        ("carvana_1024", "configs/carvana/unet128.yaml", carvana, 4, 5),
+    ]
 
 
 def main() -> None:
     records = []
-    tgs = REPO.parent / "shared" / "data" / "tgs-salt"
     with tempfile.TemporaryDirectory() as tmp:
-        if tgs.is_dir():
-            root = tgs
-        else:  # synthetic stand-in at the TGS size
-            root = Path(tmp) / "tgs"
-            make_demo(root, n_train=64, n_test=0, size=(101, 101))
-        cases = [
-            (
-                "tgs_128",
-                "configs/tgs-salt/unet-r34.yaml" if tgs.is_dir() else "configs/demo.yaml",
-                [f"data.root={root}", "data.image_size=[128,128]", "data.resize=pad"],
-                32,
-            ),
-            (
-                "severstal_256x1600",
-                "configs/demo.yaml",
-                [
-                    f"data.root={Path(tmp) / 'sev'}",
-                    "data.image_size=[256,1600]",
-                    "competition.image_size=[256,1600]",
-                    "competition.submission_size=[256,1600]",
-                    "data.augment=[{name: HorizontalFlip, params: {p: 0.5}}, {name: VerticalFlip, params: {p: 0.5}},"
-                    " {name: RandomBrightnessContrast, params: {p: 0.5}}]",
-                ],
-                4,
-            ),
-        ]
-        make_demo(Path(tmp) / "sev", n_train=96, n_test=0, size=(256, 1600))
-        for name, config, overrides, bs in cases:
-            cfg = load_config(
-                REPO / config,
-                overrides
-                + [
-                    "data.num_workers=2",
-                    f"data.batch_size={bs}",
-                    "model.encoder=resnet34",
-                    "model.encoder_weights=none",
-                    "model.kwargs={}",
-                    "model.aux_head=false",
-                ],
-            )
-            labels = read_labels(cfg)
-            ids = labels.image_id.tolist()[: 64 * bs]
-            loader_ips = loader_rate(cfg, ids, labels, batches=max(8, min(len(ids), 1024) // bs - 1))  # steady state
-            step_ips = step_rate(cfg, bs, steps=3)
-            gpu_ref = GPU_STEP_REFERENCE[name]
-            records.append(
-                {
-                    "name": f"loader_vs_step_{name}",
-                    "ratio": loader_ips / step_ips,
-                    "goal": 1.0,
-                    "loader_images_per_s": round(loader_ips, 1),
-                    "cpu_train_step_images_per_s": round(step_ips, 2),
-                    "gpu_step_reference_images_per_s": gpu_ref,
-                    "loader_vs_gpu_reference": round(loader_ips / gpu_ref, 2),
-                    "batch_size": bs,
-                    "workers": 2,
-                    "encoder": "resnet34",
-                }
-            )
-            print(
-                f"{name}: loader {loader_ips:.1f} img/s, CPU train step {step_ips:.2f} img/s, "
-                f"loader / GPU-typical step ({gpu_ref:.0f} img/s) = {loader_ips / gpu_ref:.2f}"
-            )
+        for name, config, overrides, bs, batches in cases(Path(tmp)):
+            rates: dict[tuple[str, int], float] = {}
+            for workers in WORKERS:
+                for pixels in ("float", "uint8", "uint8+norm"):
+                    cfg = load_config(
+                        REPO / config,
+                        [*overrides, f"data.num_workers={workers}", f"data.batch_size={bs}"]
+                        + [f"data.pixels={pixels.split('+')[0]}", "model.encoder_weights=none"],
+                    )
+                    labels = read_labels(cfg)
+                    ids = labels.image_id.tolist()
+                    rates[pixels, workers] = loader_rate(cfg, ids, labels, batches, pixels.endswith("+norm"))
+                before, after = rates["float", workers], rates["uint8", workers]
+                records.append(
+                    {
+                        "name": f"loader_uint8_vs_float_{name}_{workers}w",
+                        "ratio": after / before,
+                        "goal": 1.0,
+                        "before_images_per_s": round(before, 1),
+                        "after_images_per_s": round(after, 1),
+                        "after_with_cpu_normalise_images_per_s": round(rates["uint8+norm", workers], 1),
+                        "gpu_step_reference_images_per_s": GPU_STEP_REFERENCE[name],
+                        "batch_size": bs,
+                        "workers": workers,
+                        "load_1min": round(os.getloadavg()[0], 2),
+                    }
+                )
+                print(f"{name} {workers}w: before {before:.1f} img/s, after {after:.1f} img/s", flush=True)
     write_results("data_loading", records)
 
 

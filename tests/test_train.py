@@ -58,7 +58,8 @@ def test_kseg_train_writes_the_artefact_contract(demo_root, tmp_path, capsys):
 
     metrics = pd.read_csv(d / "metrics.csv")
     assert list(metrics.columns) == METRIC_COLUMNS and metrics.epoch.tolist() == [1]
-    assert metrics.val_metric[0] == pytest.approx(oof_score(oof, cfg, ids), abs=1e-6)  # p*255 float32 ties
+    # the OOF quantises p*255: pixels within half a level of the threshold may flip (ties), hence not exact
+    assert metrics.val_metric[0] == pytest.approx(oof_score(oof, cfg, ids), abs=1e-5)
 
     best = torch.load(d / "best.pt", weights_only=True)
     last = torch.load(d / "last.pt", weights_only=True)

@@ -100,7 +100,10 @@ class TrainConfig:
     accumulate: int = bounded(1, ge=1)
     clip_grad: float = bounded(0.0, ge=0, note="(0 = off)")  # max grad norm
     amp: bool = True  # CUDA only
+    # AMP dtype: auto = bfloat16 where the GPU supports it (no GradScaler), else float16 + GradScaler
+    amp_dtype: Literal["auto", "bfloat16", "float16"] = "auto"
     channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile the model's forward (opt-in: the first steps pay the compilation)
     ema: bool = False
     ema_decay: float = bounded(0.999, gt=0, lt=1)
     patience: int = bounded(0, ge=0, note="(0 = off)")  # early stopping on val metric
@@ -153,7 +156,9 @@ class PredictConfig:
     tta: str = choice("kseg.tta:TTA_MODES", "none")
     batch_size: int = 16
     folds: tuple[int, ...] = ()  # () = every fold found
-    amp: bool = True
+    amp: bool = True  # CUDA only; dtype as train.amp_dtype
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile each checkpoint's forward (opt-in)
     pseudo_confidence: float = bounded(0.9, ge=0.5, lt=1)
     pseudo_min_fraction: float = bounded(0.99, ge=0, le=1)
 

@@ -29,6 +29,7 @@ from torch import nn
 from kseg.config import Config
 from kseg.infer.checkpoints import find_checkpoints
 from kseg.layout import BEST
+from kseg.train.runtime import amp_dtype, maybe_compile
 from kseg.tta import TTAPair, get_tta
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,20 @@ def preprocess_key(cfg: Config) -> tuple:
     return (tuple(d.image_size), d.resize, d.normalize)
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def _autocast(device: torch.device, amp: bool, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return torch.autocast(device_type="cuda", dtype=dtype)
     return contextlib.nullcontext()
 
 
 @torch.inference_mode()
 def tta_proba(
-    model: nn.Module, x: torch.Tensor, pairs: Sequence[TTAPair], mode: str, amp: bool = False
+    model: nn.Module,
+    x: torch.Tensor,
+    pairs: Sequence[TTAPair],
+    mode: str,
+    amp: bool = False,
+    amp_dtype: torch.dtype = torch.float16,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean over TTA views of one model's probabilities.
 
@@ -102,7 +108,7 @@ def tta_proba(
 
     probs_sum: torch.Tensor | None = None
     aux_sum: torch.Tensor | None = None
-    with _autocast(x.device, amp):
+    with _autocast(x.device, amp, amp_dtype):
         for pair in pairs:
             probs, aux = predict_proba(model, pair.augment(x), mode)
             probs = pair.deaugment(probs.float())
@@ -132,6 +138,8 @@ class Ensemble:
         self.cfg = cfg
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.amp = amp and self.device.type == "cuda"
+        self.amp_dtype = amp_dtype(cfg.train.amp_dtype, self.device)
+        self.channels_last = cfg.predict.channels_last and self.device.type == "cuda"
         self.tta = tta
         self.pairs = get_tta(tta)
         classes = cfg.competition.classes
@@ -160,8 +168,9 @@ class Ensemble:
                     f"{m.path or m.exp} is {h}x{w}, not square; use tta=hvflip (or a square image_size)"
                 )
             m.model.eval().to(self.device)
-            if self.device.type == "cuda":
+            if self.channels_last:
                 m.model.to(memory_format=torch.channels_last)
+            maybe_compile(m.model, cfg.predict.compile)
             g.members.append(m)
             g.weights.append(self.exp_weights[m.exp] / per_exp[m.exp])
         self.groups: list[Group] = list(groups.values())
@@ -204,13 +213,13 @@ class Ensemble:
         """
         g = self.groups[group]
         x = x.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         total: torch.Tensor | None = None
         aux_total: torch.Tensor | None = None
         aux_weight = 0.0
         for m, w in zip(g.members, g.weights, strict=True):
-            probs, aux = tta_proba(m.model, x, self.pairs, m.cfg.competition.mode, self.amp)
+            probs, aux = tta_proba(m.model, x, self.pairs, m.cfg.competition.mode, self.amp, self.amp_dtype)
             total = probs * w if total is None else total + probs * w
             if aux is not None:
                 aux_total = aux * w if aux_total is None else aux_total + aux * w

@@ -44,7 +44,7 @@ from kseg.train.loop import ValOutput, train_epoch, validate
 from kseg.train.loop import reduce_val as _reduce_val  # module-level name: tests patch fit._reduce_val
 from kseg.train.oof_store import OofWriter, merge_parts, write_aux, write_ids
 from kseg.train.preflight import remove_stale_temps
-from kseg.train.runtime import Runtime
+from kseg.train.runtime import Runtime, maybe_compile
 from kseg.train.seed import configure_determinism, seed_everything
 from kseg.train.state import Progress, write_metrics_csv
 from kseg.train.swa import average_fold, keep_epoch, prune_epochs
@@ -292,6 +292,8 @@ def _build_trainer(cfg: Config, fold: int, resume: bool, data: FoldData, rt: Run
     model = model.to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    maybe_compile(model, cfg.train.compile)
+    log.info("fold %d: %s%s", fold, rt.describe(), ", torch.compile" if cfg.train.compile else "")
     steps_per_epoch = math.ceil(len(data.train_loader) / max(1, cfg.train.accumulate))
     trainer = Trainer.build(cfg, model, build_loss(cfg).to(rt.device), steps_per_epoch, rt, info, data.generator)
     if resume:

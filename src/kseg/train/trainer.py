@@ -66,7 +66,7 @@ class Trainer:
         a GradScaler (enabled with AMP) and, with ``train.ema``, an EMA copy of ``model`` (buffers averaged too)."""
         optimizer = build_optimizer(cfg, model)
         schedule = build_scheduler(cfg, optimizer, max(1, steps_per_epoch))
-        scaler = torch.amp.GradScaler("cuda", enabled=rt.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=rt.needs_scaler)  # float16 AMP only
         ema = None
         if cfg.train.ema:
             ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
