@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-BENCHES := rle_speed postprocess_speed tune_grid metric_tuning data_loading predict_memory train_throughput mask_alignment rle_stream slide_predict
+BENCHES := rle_speed postprocess_speed tune_grid metric_tuning data_loading predict_memory train_throughput mask_alignment rle_stream slide_predict predict_speed
 
 bench: $(STAMP)
 	for b in $(BENCHES); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done

@@ -160,10 +160,18 @@ def quantize(probs: np.ndarray | torch.Tensor) -> np.ndarray:
     The OOF store format; a torch tensor is quantized on its device, then copied to the CPU.
     """
     if isinstance(probs, torch.Tensor):
+        if probs.device.type == "cpu":
+            return quantize(probs.detach().to(torch.float32).numpy())
         q = (probs.detach().to(torch.float32) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
         return q.cpu().numpy()
-    p = np.asarray(probs, dtype=np.float32)
-    return np.clip(np.rint(p * np.float32(255)), 0, 255).astype(np.uint8)
+    p = np.ascontiguousarray(probs, dtype=np.float32)
+    if p.size == 0:
+        return p.astype(np.uint8)
+    # One SIMD pass: float32 p * 255, rounded half to even and saturated, as the torch path (negatives -> 0 first)
+    rows = p.reshape(-1, p.shape[-1]) if p.ndim >= 2 else p.reshape(1, -1)
+    if rows.min() < 0:
+        rows = cv2.max(rows, 0.0)
+    return cv2.convertScaleAbs(rows, alpha=255.0).reshape(p.shape)
 
 
 def threshold_level(threshold: float) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,7 +24,9 @@ from kseg.infer.pseudo import confident_share
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Prediction", "predict_images", "restore_batch"]
+__all__ = ["Prediction", "in_background", "predict_images", "restore_batch"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,6 +74,69 @@ def _loaders(
     return out
 
 
+_DONE = object()
+
+
+def in_background(make: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
+    """Items of ``make()`` produced in a daemon thread, at most ``depth`` ahead of the consumer.
+
+    Torch, OpenCV and numpy release the GIL in their kernels, so the producer's work (loader + model) overlaps
+    the consumer's (restore, encode, write) on separate cores. An exception in the producer is raised here;
+    closing this generator stops the producer at its next item.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in make():
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as e:  # noqa: BLE001  (handed to the consumer and raised there)
+            put(e)
+
+    thread = threading.Thread(target=produce, name="kseg-predict-model", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _model_outputs(ensemble: Ensemble, batches: Iterable[Sequence[dict]]) -> Iterator[tuple]:
+    """Per batch: (ids, native sizes [N, 2], probs [N, C, h, w] per group, aux sum or None, aux weight)."""
+    for group_batches in batches:
+        ids = list(group_batches[0]["id"])
+        outputs, aux_acc, aux_w = [], None, 0.0
+        for gi, (g, batch) in enumerate(zip(ensemble.groups, group_batches, strict=True)):
+            if list(batch["id"]) != ids:
+                raise RuntimeError("test loaders of the ensemble groups went out of step")
+            x = model_input(batch["image"], g.cfg.data.normalize, ensemble.device)
+            probs, aux, w = ensemble.predict(x, gi)
+            outputs.append(probs)
+            if aux is not None:
+                aux_acc = aux if aux_acc is None else aux_acc + aux
+                aux_w += w
+        yield ids, group_batches[0]["size"], outputs, aux_acc, aux_w
+
+
 def predict_images(
     ensemble: Ensemble,
     image_ids: Sequence[str],
@@ -92,22 +160,13 @@ def predict_images(
     bs = batch_size or ensemble.cfg.predict.batch_size
     loaders = _loaders(ensemble, image_ids, Path(image_dir), bs, num_workers)
     total = len(loaders[0])
-    for batches in tqdm(zip(*loaders, strict=True), total=total, desc="predict", unit="batch", disable=not progress):
-        ids = list(batches[0]["id"])
-        sizes = batches[0]["size"]
+    batches = tqdm(zip(*loaders, strict=True), total=total, desc="predict", unit="batch", disable=not progress)
+    # The model runs one batch ahead in a thread while this one restores and the caller encodes and writes.
+    for ids, sizes, outputs, aux_acc, aux_w in in_background(lambda: _model_outputs(ensemble, batches), depth=2):
         acc: list[torch.Tensor] | None = None
-        aux_acc: torch.Tensor | None = None
-        aux_w = 0.0
-        for gi, (g, batch) in enumerate(zip(ensemble.groups, batches, strict=True)):
-            if list(batch["id"]) != ids:
-                raise RuntimeError("test loaders of the ensemble groups went out of step")
-            x = model_input(batch["image"], g.cfg.data.normalize, ensemble.device)
-            probs, aux, w = ensemble.predict(x, gi)
-            restored = restore_batch(probs, sizes, g.cfg, oof)
+        for gi, probs in enumerate(outputs):
+            restored = restore_batch(probs, sizes, ensemble.groups[gi].cfg, oof)
             acc = restored if acc is None else [a + r for a, r in zip(acc, restored, strict=True)]
-            if aux is not None:
-                aux_acc = aux if aux_acc is None else aux_acc + aux
-                aux_w += w
         assert acc is not None
         aux_np = (aux_acc / aux_w).float().cpu().numpy() if aux_acc is not None else None
         for i, image_id in enumerate(ids):
