@@ -117,8 +117,7 @@ class TrainConfig:
     # which epoch best.pt + oof.npy hold: best = highest val metric (chosen on the held fold itself, so the
     # CV estimate is optimistic); last = the last epoch (no selection on the held fold; needs patience 0)
     select: Literal["best", "last"] = "best"
-    # checkpoint averaging after the last epoch (kseg.train.swa): the mean weights of the top-k (val metric) or
-    # last-k epochs, BN statistics recomputed on the training images; kept when it scores >= the selected epoch
+    # after the last epoch, average the top-k (val metric) or last-k epochs' weights, BN recomputed (kseg.train.swa)
     swa: Literal["off", "top", "last"] = "off"
     swa_k: int = bounded(3, ge=2)
 

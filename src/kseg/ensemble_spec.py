@@ -87,6 +87,6 @@ def read_ensemble(path: Path) -> EnsembleSpec:
     return EnsembleSpec(str(data.get("experiment", "")), chosen, folds, str(data.get("oof_tta") or "none"), data)
 
 
-def find_ensemble(run_dir_file: Path) -> EnsembleSpec | None:
+def find_ensemble(path: Path) -> EnsembleSpec | None:
     """``read_ensemble(path)`` when the file exists, else None."""
-    return read_ensemble(run_dir_file) if Path(run_dir_file).is_file() else None
+    return read_ensemble(path) if Path(path).is_file() else None

@@ -88,8 +88,9 @@ def postprocess_mismatch(
     """How the ensemble ``runs`` ({experiment: folds}) with ``tta`` differs from the one a ``postprocess.json``
     ``record`` was tuned on (its ``runs``, ``folds`` and ``oof_tta``); [] when they agree.
 
-    Experiments and folds compare as sets (each experiment weighs the same whatever the order). A key
-    the record lacks (files written before it was recorded) is not compared.
+    Experiments and folds compare as sets. ``weights`` {experiment: weight} of the predicting ensemble (None:
+    equal) compare, normalised, with the record's ``weights`` (``kseg ensemble``; absent: equal). A key the record
+    lacks otherwise (files written before it was recorded) is not compared.
     """
     diffs = []
     tuned_runs, tuned_folds, tuned_tta = record.get("runs"), record.get("folds"), record.get("oof_tta")
@@ -101,9 +102,9 @@ def postprocess_mismatch(
                 diffs.append(f"folds of {exp} {sorted(tuned_folds)} -> {sorted(runs[exp])}")
     if tuned_tta is not None and tuned_tta != tta:
         diffs.append(f"tta {tuned_tta} -> {tta}")
-    tuned_w = record.get("weights")
-    if tuned_w and not diffs and _normalised(tuned_w) != _normalised(weights or {r: 1.0 for r in runs}):
-        diffs.append(f"weights {_normalised(tuned_w)} -> {_normalised(weights or {r: 1.0 for r in runs})}")
+    tuned_w, want = record.get("weights") or {r: 1.0 for r in runs}, weights or {r: 1.0 for r in runs}  # equal
+    if not diffs and _normalised(tuned_w) != _normalised(want):  # kseg ensemble's weights differ
+        diffs.append(f"weights {_normalised(tuned_w)} -> {_normalised(want)}")
     return diffs
 
 
