@@ -44,7 +44,7 @@ def trained(demo_root, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ensemble_weights_predict_and_kernel(trained, demo_root, monkeypatch, capsys) -> None:
+def test_ensemble_predict_kernel_and_report_on_the_demo(trained, demo_root, monkeypatch, capsys) -> None:
     tmp_path, ov = trained
     monkeypatch.chdir(tmp_path)
     config = str(REPO / "configs/demo-ensemble.yaml")

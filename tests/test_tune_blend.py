@@ -37,7 +37,10 @@ def test_noise_gets_no_weight_scores_are_honest_and_the_file_round_trips(demo_ro
     spec = read_ensemble(paths["ensemble"])
     assert spec.experiment == cfg.name and "noise" not in spec.runs
     assert spec.weights == pytest.approx({r: w for r, w in result.weights.items() if w})
-    assert spec.record["scores"]["cv"] == pytest.approx(result.score_cv, abs=1e-6)
+    scores = spec.record["scores"]
+    assert scores["cv"] == pytest.approx(result.score_cv, abs=1e-6)  # the nested estimate, not the tuning's own CV
+    assert scores["cv_postprocess_only"] == pytest.approx(result.final.score_cv, abs=1e-6)
+    assert scores["optimistic"] == pytest.approx(result.final.score_tuned, abs=1e-6)
     assert spec.record["member_scores"]["noise"]["cv"] < spec.record["member_scores"]["good"]["cv"]
     post = json.loads(cfg.layout.postprocess.read_text())
     assert sorted(post["runs"]) == sorted(spec.runs)

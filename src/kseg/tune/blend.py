@@ -184,7 +184,12 @@ def ensemble_dict(cfg: Config, result: EnsembleResult, steps: int) -> dict:
         result.folds,
         cfg.tune.oof_tta,
         metric=cfg.competition.metric,
-        scores={"optimistic": _num(result.score_tuned), "cv": _num(result.score_cv), **_scores(result.final)},
+        scores={
+            "default": _num(result.final.score_default),
+            "optimistic": _num(result.score_tuned),  # weights + post-processing chosen and scored on every fold
+            "cv_postprocess_only": _num(result.final.score_cv),  # the in-sample weights, post-processing CV'd
+            "cv": _num(result.score_cv),  # weights + post-processing chosen on K-1 folds, scored on the held one
+        },
         member_scores={r: _scores(t) for r, t in result.members.items()},
         selection={
             "method": "greedy forward selection with replacement (Caruana et al. 2004)",
