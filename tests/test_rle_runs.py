@@ -100,3 +100,12 @@ def test_fast_check_keeps_strict_messages() -> None:
     ]
     with pytest.raises(ValueError, match=r"run 0 \(start=7, length=3\): ends at pixel 9, past the image end 8"):
         decode("7 3", (2, 4))
+
+
+def test_boxes_sharing_lines_are_still_boxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two defects one above the other over the same 40 columns: their runs alternate column by column (80 runs,
+    # 79 breaks in scan order), and an overlapping third makes a union; sorted by span they are 4 boxes.
+    mask = _boxes((64, 200), [(2, 10, 20, 60), (30, 50, 20, 60), (40, 60, 50, 90)])
+    monkeypatch.setattr(rle_runs, "_chunks", lambda *a: pytest.fail("band path used for boxes"))
+    first, lengths = _runs(ref_encode(mask))
+    np.testing.assert_array_equal(paint_runs(first, lengths, mask.shape, "column"), mask)

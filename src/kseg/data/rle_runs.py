@@ -80,19 +80,29 @@ def _expand(first: np.ndarray, ends: np.ndarray, lo: int, hi: int) -> np.ndarray
     return np.repeat(_alternating(1 << (bounds.size - 2).bit_length())[: bounds.size - 1], bounds[1:] - bounds[:-1])
 
 
+def _box_breaks(first: np.ndarray, lengths: np.ndarray, line: int) -> list[int] | None:
+    """Indices where a new box starts in runs ``first``/``lengths``; None beyond ``_MAX_BOXES`` boxes."""
+    breaks = np.flatnonzero((first[1:] - first[:-1] != line) | (lengths[1:] != lengths[:-1]))
+    return None if breaks.size >= _MAX_BOXES else (breaks + 1).tolist()
+
+
 def _paint_boxes(out: np.ndarray, first: np.ndarray, lengths: np.ndarray, line: int, order: str) -> bool:
     """Paint runs that form at most ``_MAX_BOXES`` boxes (Severstal-like defects) with one slice each.
 
     A box is a chain of runs in consecutive lines at the same offset and length, none crossing a line end.
-    Returns False, painting nothing, for any other mask.
+    Boxes sharing lines (side by side across the scan direction) interleave their runs: they are chained
+    again after sorting the runs by (length, offset, position). Returns False, painting nothing, otherwise.
     """
     offset = first % line
     if (offset + lengths > line).any():
         return False
-    breaks = np.flatnonzero((first[1:] - first[:-1] != line) | (lengths[1:] != lengths[:-1]))
-    breaks = (breaks + 1).tolist()  # a run not continuing its predecessor's box (next line, same span) opens one
-    if len(breaks) >= _MAX_BOXES:
-        return False
+    breaks = _box_breaks(first, lengths, line)
+    if breaks is None:
+        by_box = np.lexsort((first, offset, lengths))  # a box's runs become consecutive
+        first, lengths = first[by_box], lengths[by_box]
+        breaks = _box_breaks(first, lengths, line)
+        if breaks is None:
+            return False
     for a, b in zip([0, *breaks], [*breaks, first.size], strict=True):  # loop over boxes (at most _MAX_BOXES)
         lo, size = int(first[a]), int(lengths[a])
         lines, pixels = slice(lo // line, lo // line + b - a), slice(lo % line, lo % line + size)
