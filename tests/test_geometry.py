@@ -216,3 +216,17 @@ def test_submission_size() -> None:
     assert geometry.submission_size(cfg, (1, 1)) == (128, 256)
     cfg2 = cfg_with("competition.submission_size=null")
     assert geometry.submission_size(cfg2, (77, 99)) == (77, 99)
+
+
+def test_resize_bilinear_on_the_cpu_matches_torch() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from kseg.data.geometry import resize_bilinear
+
+    x = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(0))
+    for src in (x, x[..., 3:37, 5:45]):  # contiguous, and a cropped (padded-input) view
+        for size in [(128, 96), (17, 23), (1280, 1918)]:
+            want = F.interpolate(src, size=size, mode="bilinear", align_corners=False)
+            got = resize_bilinear(src, size)
+            assert got.shape == want.shape and (got - want).abs().max() < 1e-5, size

@@ -161,5 +161,22 @@ def restore(
         top, _, left, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
         probs = probs[..., top : top + nat[0], left : left + nat[1]]
     if tuple(probs.shape[-2:]) != size:
-        probs = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
+        probs = resize_bilinear(probs.float(), size)
     return probs
+
+
+def resize_bilinear(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N, C, h, w] float32 -> [N, C, H, W] bilinear with half-pixel centres (F.interpolate, align_corners=False).
+
+    On the CPU OpenCV resizes plane by plane (several times faster than torch at Carvana's 1918x1280; values
+    agree within 1e-4), elsewhere torch.
+    """
+    if probs.device.type != "cpu":
+        return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+    n, c, h, w = probs.shape
+    src = probs.detach().reshape(n * c, h, w).numpy()
+    out = torch.empty(n * c, size[0], size[1], dtype=torch.float32)
+    dst = out.numpy()
+    for k in range(n * c):  # one call per plane (image x class), not per pixel
+        cv2.resize(np.ascontiguousarray(src[k]), (size[1], size[0]), dst=dst[k], interpolation=cv2.INTER_LINEAR)
+    return out.reshape(n, c, size[0], size[1])
