@@ -352,7 +352,7 @@ def encode_batch(masks: np.ndarray, dialect: RleDialect = KAGGLE) -> list[str]:
     padded = np.zeros((count, h * w + 2), dtype=np.uint8)
     if count * h * w:
         padded[:, 1:-1] = _ordered_u8(masks, dialect).reshape(count, h * w)
-    rows, runs = np.nonzero(padded[:, 1:] != padded[:, :-1])
+    rows, runs = np.divmod(np.flatnonzero(padded[:, 1:] != padded[:, :-1]), h * w + 1)  # 2-D nonzero is slower
     runs[1::2] -= runs[::2]  # every row has an even number of changes
     bounds = np.searchsorted(rows, np.arange(count + 1)).tolist()
     return [_format_runs(runs[a:b], dialect) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
