@@ -22,7 +22,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from kseg.data.rle_runs import paint_runs, runs_are_valid
+from kseg.data.rle_runs import decode_pairs, paint_runs, runs_are_valid
 from kseg.typed import ConfigError
 
 __all__ = [
@@ -265,6 +265,11 @@ def decode(rle: str | float | None, shape: tuple[int, int], dialect: RleDialect 
     naming the first problem (see :func:`validate_rle`).
     """
     h, w = _as_shape(shape)
+    if isinstance(rle, str) and dialect.starts == "absolute" and not dialect.is_empty(rle):  # the common case
+        values = _parse(rle)[0]
+        mask = None if values is None else decode_pairs(values, dialect.base, (h, w), dialect.order)
+        if mask is not None:
+            return mask
     problems, first, lengths = _problems(rle, (h, w), dialect)
     if problems:
         raise ValueError(problems[0])

@@ -14,7 +14,7 @@ import functools
 import cv2
 import numpy as np
 
-__all__ = ["runs_are_valid", "paint_runs"]
+__all__ = ["runs_are_valid", "decode_pairs", "paint_runs"]
 
 _BAND_GAP = 16  # empty lines tolerated inside one band (fewer, larger cv2 calls)
 _MAX_BANDS = 24  # beyond this many bands the mask is painted in fixed chunks instead
@@ -80,47 +80,81 @@ def _expand(first: np.ndarray, ends: np.ndarray, lo: int, hi: int) -> np.ndarray
     return np.repeat(_alternating(1 << (bounds.size - 2).bit_length())[: bounds.size - 1], bounds[1:] - bounds[:-1])
 
 
-def _box_breaks(first: np.ndarray, lengths: np.ndarray, line: int) -> list[int] | None:
-    """Indices where a new box starts in runs ``first``/``lengths``; None beyond ``_MAX_BOXES`` boxes."""
-    breaks = np.flatnonzero((first[1:] - first[:-1] != line) | (lengths[1:] != lengths[:-1]))
-    return None if breaks.size >= _MAX_BOXES else (breaks + 1).tolist()
+def _box_heads(steps: np.ndarray, growth: np.ndarray, line: int) -> list[int] | None:
+    """Indices of the runs that open a box, from start ``steps`` and length ``growth`` [R - 1] between
+    consecutive runs (a box continues where a run starts one line after the previous, equally long);
+    None beyond ``_MAX_BOXES`` boxes."""
+    breaks = (steps - line) | growth  # zero exactly where both are zero
+    if np.count_nonzero(breaks) >= _MAX_BOXES:
+        return None
+    return [0, *(np.flatnonzero(breaks) + 1).tolist()]
 
 
-def _paint_boxes(out: np.ndarray, first: np.ndarray, lengths: np.ndarray, line: int, order: str) -> bool:
+def _paint_boxes(
+    out: np.ndarray, first: np.ndarray, lengths: np.ndarray, line: int, order: str, heads: list[int] | None
+) -> bool:
     """Paint runs that form at most ``_MAX_BOXES`` boxes (Severstal-like defects) with one slice each.
 
-    A box is a chain of runs in consecutive lines at the same offset and length, none crossing a line end.
-    Boxes sharing lines (side by side across the scan direction) interleave their runs: they are chained
-    again after sorting the runs by (length, offset, position). Returns False, painting nothing, otherwise.
+    A box is a chain of runs in consecutive lines at the same offset and length, none crossing a line end
+    (its runs share the head's offset, so checking the head is enough). Boxes sharing lines (side by side
+    across the scan direction) interleave their runs: with ``heads=None`` they are chained again after
+    sorting the runs by (length, offset, position). Returns False, painting nothing, otherwise.
     """
-    offset = first % line
-    if (offset + lengths > line).any():
-        return False
-    breaks = _box_breaks(first, lengths, line)
-    if breaks is None:
+    if heads is None:
+        offset = first % line
+        if (offset + lengths > line).any():  # a run crosses a line end: not boxes
+            return False
         by_box = np.lexsort((first, offset, lengths))  # a box's runs become consecutive
         first, lengths = first[by_box], lengths[by_box]
-        breaks = _box_breaks(first, lengths, line)
-        if breaks is None:
+        heads = _box_heads(first[1:] - first[:-1], lengths[1:] - lengths[:-1], line)
+        if heads is None:
             return False
-    for a, b in zip([0, *breaks], [*breaks, first.size], strict=True):  # loop over boxes (at most _MAX_BOXES)
+    boxes = []
+    for a, b in zip(heads, [*heads[1:], first.size], strict=True):  # loop over boxes (at most _MAX_BOXES)
         lo, size = int(first[a]), int(lengths[a])
-        lines, pixels = slice(lo // line, lo // line + b - a), slice(lo % line, lo % line + size)
-        out[(pixels, lines) if order == "column" else (lines, pixels)] = 1  # row-contiguous writes
+        offset = lo % line
+        if offset + size > line:
+            return False
+        lines, pixels = slice(lo // line, lo // line + b - a), slice(offset, offset + size)
+        boxes.append((pixels, lines) if order == "column" else (lines, pixels))
+    for box in boxes:
+        out[box] = 1  # row-contiguous writes
     return True
 
 
-def paint_runs(first: np.ndarray, lengths: np.ndarray, shape: tuple[int, int], order: str) -> np.ndarray:
+def decode_pairs(values: np.ndarray, base: int, shape: tuple[int, int], order: str) -> np.ndarray | None:
+    """uint8 [H, W] mask of ``values`` int64 [2R] (start, length pairs, non-negative ``base``-based absolute
+    starts) when they are R >= 1 sorted, disjoint runs inside the image; None otherwise (the caller's detailed
+    checks then name the problem). One difference array serves the validity check and the box search.
+    """
+    if values.size < 2 or values.size % 2:
+        return None
+    lengths = values[1::2]
+    steps = values[2:] - values[:-2]  # start and length differences of consecutive runs, interleaved
+    if values[0] < base or lengths.min() < 1 or not (steps[0::2] >= lengths[:-1]).all():
+        return None
+    if lengths[-1] > shape[0] * shape[1] - (values[-2] - base):  # the last run ends last; overflow-free
+        return None
+    line = shape[0] if order == "column" else shape[1]
+    return paint_runs(values[0::2] - base, lengths, shape, order, _box_heads(steps[0::2], steps[1::2], line))
+
+
+def paint_runs(
+    first: np.ndarray, lengths: np.ndarray, shape: tuple[int, int], order: str, heads: list[int] | None = None
+) -> np.ndarray:
     """C-contiguous uint8 [H, W] mask, 1 inside valid runs (0-based flat starts ``first`` int64 [R], ``lengths`` [R]).
 
-    ``order`` is ``"column"`` (flat index = x * H + y) or ``"row"`` (y * W + x).
+    ``order`` is ``"column"`` (flat index = x * H + y) or ``"row"`` (y * W + x). ``heads`` (box openings
+    from :func:`_box_heads`) is found here when not given.
     """
     h, w = shape
     out = np.zeros((h, w), dtype=np.uint8)
     if first.size == 0:
         return out
     line = h if order == "column" else w  # pixels per line of the flat order
-    if _paint_boxes(out, first, lengths, line, order):
+    if heads is None:
+        heads = _box_heads(first[1:] - first[:-1], lengths[1:] - lengths[:-1], line)
+    if _paint_boxes(out, first, lengths, line, order, heads):
         return out
     ends = first + lengths
     flat = out.reshape(-1)
