@@ -22,7 +22,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from kseg.data.rle_runs import decode_pairs, paint_runs, runs_are_valid
+from kseg.data.rle_runs import WELL_FORMED_BYTES, decode_text, paint_runs, runs_are_valid
 from kseg.typed import ConfigError
 
 __all__ = [
@@ -37,8 +37,6 @@ __all__ = [
     "union",
 ]
 
-# Bytes of a well-formed RLE string: ASCII digits and ordinary whitespace.
-_WELL_FORMED_BYTES = b"0123456789 \t\r\n"
 # A whitespace-delimited token that is not a plain (optionally negative) ASCII integer.
 _BAD_TOKEN = re.compile(r"(?<!\S)(?!-?[0-9]+(?!\S))\S+")
 _INT64_MAX = np.iinfo(np.int64).max
@@ -119,7 +117,7 @@ def _is_blank(rle: object) -> bool:
 
 def _parse(rle: str) -> tuple[np.ndarray | None, list[str]]:
     """Parse the integers of a non-empty RLE string; returns (int64 [K] or None, problems)."""
-    if rle.isascii() and not rle.encode("ascii").translate(None, _WELL_FORMED_BYTES):
+    if rle.isascii() and not rle.encode("ascii").translate(None, WELL_FORMED_BYTES):
         # Fast path: only digits and whitespace, so the C parser reads every token.
         values = np.fromstring(rle, dtype=np.int64, sep=" ")
         if values.size and values.max() == _INT64_MAX:  # fromstring saturates on overflow
@@ -266,8 +264,7 @@ def decode(rle: str | float | None, shape: tuple[int, int], dialect: RleDialect 
     """
     h, w = _as_shape(shape)
     if isinstance(rle, str) and dialect.starts == "absolute" and not dialect.is_empty(rle):  # the common case
-        values = _parse(rle)[0]
-        mask = None if values is None else decode_pairs(values, dialect.base, (h, w), dialect.order)
+        mask = decode_text(rle, dialect.base, (h, w), dialect.order)
         if mask is not None:
             return mask
     problems, first, lengths = _problems(rle, (h, w), dialect)

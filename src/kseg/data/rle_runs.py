@@ -14,7 +14,10 @@ import functools
 import cv2
 import numpy as np
 
-__all__ = ["runs_are_valid", "decode_pairs", "paint_runs"]
+__all__ = ["WELL_FORMED_BYTES", "runs_are_valid", "decode_text", "decode_pairs", "paint_runs"]
+
+# Bytes of a well-formed RLE string: ASCII digits and ordinary whitespace.
+WELL_FORMED_BYTES = b"0123456789 \t\r\n"
 
 _BAND_GAP = 16  # empty lines tolerated inside one band (fewer, larger cv2 calls)
 _MAX_BANDS = 24  # beyond this many bands the mask is painted in fixed chunks instead
@@ -120,6 +123,16 @@ def _paint_boxes(
     for box in boxes:
         out[box] = 1  # row-contiguous writes
     return True
+
+
+def decode_text(rle: str, base: int, shape: tuple[int, int], order: str) -> np.ndarray | None:
+    """:func:`decode_pairs` of a non-blank string of digits and whitespace; None for anything else.
+
+    An integer too large for int64 saturates in ``np.fromstring`` and then fails the bounds check.
+    """
+    if not rle.isascii() or rle.encode("ascii").translate(None, WELL_FORMED_BYTES):
+        return None
+    return decode_pairs(np.fromstring(rle, dtype=np.int64, sep=" "), base, shape, order)
 
 
 def decode_pairs(values: np.ndarray, base: int, shape: tuple[int, int], order: str) -> np.ndarray | None:
