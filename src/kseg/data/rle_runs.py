@@ -135,38 +135,82 @@ def decode_text(rle: str, base: int, shape: tuple[int, int], order: str) -> np.n
     return decode_pairs(np.fromstring(rle, dtype=np.int64, sep=" "), base, shape, order)
 
 
+@functools.cache
+def _chain_steps(line: int, size: int) -> np.ndarray:
+    """Read-only int64 [size] line, 0, line, 0, ...: the interleaved steps of a run continuing a box."""
+    steps = np.zeros(size, dtype=np.int64)
+    steps[0::2] = line
+    steps.flags.writeable = False
+    return steps
+
+
+def _box_list(values: np.ndarray, heads: list[int], base: int, line: int) -> list[tuple[int, int, int]] | None:
+    """(first pixel, length, lines) of each box opened at ``heads`` when the pairs ``values`` int64 [2R] are valid.
+
+    Inside a box validity follows from its head (runs one line apart, none crossing a line end), so only the
+    heads and the gaps between boxes are checked, in a loop over boxes (at most ``_MAX_BOXES``). Returns None
+    when a check fails; a head crossing a line end gives [] (valid or not, the caller checks every run).
+    """
+    boxes, end = [], 0
+    for a, b in zip(heads, [*heads[1:], values.size // 2], strict=True):
+        lo, size = int(values[2 * a]) - base, int(values[2 * a + 1])
+        if size < 1 or lo < end:  # the first start is at least 0; a box starts after the previous one ends
+            return None
+        if lo % line + size > line:
+            return []
+        boxes.append((lo, size, b - a))
+        end = lo + (b - a - 1) * line + size
+    return boxes
+
+
 def decode_pairs(values: np.ndarray, base: int, shape: tuple[int, int], order: str) -> np.ndarray | None:
     """uint8 [H, W] mask of ``values`` int64 [2R] (start, length pairs, non-negative ``base``-based absolute
     starts) when they are R >= 1 sorted, disjoint runs inside the image; None otherwise (the caller's detailed
-    checks then name the problem). One difference array serves the validity check and the box search.
+    checks then name the problem). One difference array serves the box search and the validity check.
     """
     if values.size < 2 or values.size % 2:
         return None
-    lengths = values[1::2]
+    h, w = shape
+    line = h if order == "column" else w  # pixels per line of the flat order
     steps = values[2:] - values[:-2]  # start and length differences of consecutive runs, interleaved
+    breaks = (steps != _chain_steps(line, 1 << steps.size.bit_length())[: steps.size]).view(np.uint16)
+    heads = None if np.count_nonzero(breaks) >= _MAX_BOXES else [0, *(np.flatnonzero(breaks) + 1).tolist()]
+    boxes = [] if heads is None else _box_list(values, heads, base, line)
+    if boxes is None or (boxes and boxes[-1][0] + (boxes[-1][2] - 1) * line + boxes[-1][1] > h * w):
+        return None
+    if boxes:
+        out = np.zeros((h, w), dtype=np.uint8)
+        for lo, size, lines in boxes:
+            rows, pixels = slice(lo // line, lo // line + lines), slice(lo % line, lo % line + size)
+            out[(pixels, rows) if order == "column" else (rows, pixels)] = 1  # row-contiguous writes
+        return out
+    lengths = values[1::2]
     if values[0] < base or lengths.min() < 1 or not (steps[0::2] >= lengths[:-1]).all():
         return None
-    if lengths[-1] > shape[0] * shape[1] - (values[-2] - base):  # the last run ends last; overflow-free
+    if lengths[-1] > h * w - (values[-2] - base):  # the last run ends last; overflow-free
         return None
-    line = shape[0] if order == "column" else shape[1]
-    return paint_runs(values[0::2] - base, lengths, shape, order, _box_heads(steps[0::2], steps[1::2], line))
+    return _paint(values[0::2] - base, lengths, shape, order, heads)
 
 
-def paint_runs(
-    first: np.ndarray, lengths: np.ndarray, shape: tuple[int, int], order: str, heads: list[int] | None = None
-) -> np.ndarray:
+def paint_runs(first: np.ndarray, lengths: np.ndarray, shape: tuple[int, int], order: str) -> np.ndarray:
     """C-contiguous uint8 [H, W] mask, 1 inside valid runs (0-based flat starts ``first`` int64 [R], ``lengths`` [R]).
 
-    ``order`` is ``"column"`` (flat index = x * H + y) or ``"row"`` (y * W + x). ``heads`` (box openings
-    from :func:`_box_heads`) is found here when not given.
+    ``order`` is ``"column"`` (flat index = x * H + y) or ``"row"`` (y * W + x).
     """
+    line = shape[0] if order == "column" else shape[1]
+    heads = _box_heads(first[1:] - first[:-1], lengths[1:] - lengths[:-1], line) if first.size else None
+    return _paint(first, lengths, shape, order, heads)
+
+
+def _paint(
+    first: np.ndarray, lengths: np.ndarray, shape: tuple[int, int], order: str, heads: list[int] | None
+) -> np.ndarray:
+    """:func:`paint_runs` given the box openings ``heads`` (None: more than ``_MAX_BOXES`` in scan order)."""
     h, w = shape
     out = np.zeros((h, w), dtype=np.uint8)
     if first.size == 0:
         return out
-    line = h if order == "column" else w  # pixels per line of the flat order
-    if heads is None:
-        heads = _box_heads(first[1:] - first[:-1], lengths[1:] - lengths[:-1], line)
+    line = h if order == "column" else w
     if _paint_boxes(out, first, lengths, line, order, heads):
         return out
     ends = first + lengths
