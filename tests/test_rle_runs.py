@@ -109,3 +109,34 @@ def test_boxes_sharing_lines_are_still_boxes(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(rle_runs, "_chunks", lambda *a: pytest.fail("band path used for boxes"))
     first, lengths = _runs(ref_encode(mask))
     np.testing.assert_array_equal(paint_runs(first, lengths, mask.shape, "column"), mask)
+
+
+@pytest.mark.parametrize(
+    "rle",
+    [
+        "1 2 6 2 7 2",  # the third box starts inside the second (1-pixel overlap)
+        "1 2 9 0",  # a box of length 0
+        "0 2 5 2",  # a box starting at pixel 0 of a 1-based dialect
+        "9 2 1 2",  # boxes out of order
+        "17 2 21 2",  # one box (two columns) whose second run ends past the image end
+        "1 99999999999999999999",  # saturates in np.fromstring, then fails the bounds check
+    ],
+)
+def test_box_checks_defer_to_the_detailed_messages(rle: str) -> None:
+    # Box runs are checked at their heads only: every rejection must still raise the detailed message.
+    problems = validate_rle(rle, (4, 5))
+    assert problems
+    with pytest.raises(ValueError) as info:
+        decode(rle, (4, 5))
+    assert str(info.value) == problems[0]
+
+
+@pytest.mark.parametrize("order", ["column", "row"])
+def test_decode_paints_boxes_without_the_general_path(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Severstal-like defects (touching, side by side and at the image end) decode through the box list alone.
+    mask = _boxes((16, 40), [(0, 15, 0, 3), (2, 5, 3, 9), (9, 14, 3, 9), (12, 16, 36, 39)])
+    monkeypatch.setattr(rle_runs, "_paint", lambda *a: pytest.fail("general path used for boxes"))
+    rle = ref_encode(mask, order=order)
+    out = decode(rle, mask.shape, RleDialect(order=order))
+    assert out.flags.c_contiguous and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, mask)
