@@ -172,9 +172,11 @@ def decode_pairs(values: np.ndarray, base: int, shape: tuple[int, int], order: s
         return None
     h, w = shape
     line = h if order == "column" else w  # pixels per line of the flat order
-    steps = values[2:] - values[:-2]  # start and length differences of consecutive runs, interleaved
-    breaks = (steps != _chain_steps(line, 1 << steps.size.bit_length())[: steps.size]).view(np.uint16)
-    heads = None if np.count_nonzero(breaks) >= _MAX_BOXES else [0, *(np.flatnonzero(breaks) + 1).tolist()]
+    steps = np.empty(values.size, dtype=np.int64)  # start and length differences from the previous run,
+    steps[:2] = -1  # interleaved; the first run has none and opens a box
+    np.subtract(values[2:], values[:-2], out=steps[2:])
+    breaks = (steps != _chain_steps(line, 1 << values.size.bit_length())[: values.size]).view(np.uint16)
+    heads = None if np.count_nonzero(breaks) > _MAX_BOXES else breaks.nonzero()[0].tolist()
     boxes = [] if heads is None else _box_list(values, heads, base, line)
     if boxes is None or (boxes and boxes[-1][0] + (boxes[-1][2] - 1) * line + boxes[-1][1] > h * w):
         return None
@@ -185,7 +187,7 @@ def decode_pairs(values: np.ndarray, base: int, shape: tuple[int, int], order: s
             out[(pixels, rows) if order == "column" else (rows, pixels)] = 1  # row-contiguous writes
         return out
     lengths = values[1::2]
-    if values[0] < base or lengths.min() < 1 or not (steps[0::2] >= lengths[:-1]).all():
+    if values[0] < base or lengths.min() < 1 or not (steps[2::2] >= lengths[:-1]).all():
         return None
     if lengths[-1] > h * w - (values[-2] - base):  # the last run ends last; overflow-free
         return None
