@@ -5,6 +5,11 @@ Decoding cost used to be dominated by per-call fixed work on sparse masks (a han
 is a stretch of consecutive image lines (columns for column-major dialects, rows for row-major ones) holding
 runs; only bands are expanded, and a column band is transposed straight into its slice of the output. Empty
 lines between bands cost only the zeroing of the output.
+
+:func:`decode_text` is the decoder's common case: one ``np.fromstring`` and one difference array of the
+(start, length) pairs. Runs forming at most ``_MAX_BOXES`` boxes in scan order (Severstal-like defects) are
+checked at each box's head and between boxes only, and each box is painted with one slice; anything else
+gets the full check and the painting of :func:`paint_runs`.
 """
 
 from __future__ import annotations
