@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -143,3 +144,16 @@ def test_spec_consistency_checks() -> None:
 def test_competition_override_from_command_line() -> None:
     cfg = load_config(CONFIGS / "demo.yaml", ["competition.metric=iou_ap"])
     assert cfg.competition.metric == "iou_ap" and cfg.competition.name == "demo"
+
+
+def test_empty_sample_submission_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = spec_of("tgs-salt")
+    (tmp_path / spec.sample_submission).write_text("id,rle_mask\n")
+    with caplog.at_level(logging.WARNING, logger="kseg.competition"):
+        assert list_test_ids(spec, tmp_path) == []
+    assert "has no rows" in caplog.text and spec.sample_submission in caplog.text
+    (tmp_path / spec.sample_submission).write_text("id,rle_mask\nabc,1 1\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kseg.competition"):
+        assert list_test_ids(spec, tmp_path) == ["abc"]
+    assert "has no rows" not in caplog.text

@@ -327,6 +327,8 @@ def list_test_ids(spec: CompetitionSpec, root: str | Path) -> list[str]:
     sample = root / spec.sample_submission
     if sample.is_file():
         ids, _ = split_rows(spec, spec.submission, read_csv(sample), str(sample))
+        if not len(ids):  # UW-Madison's public sample was empty: Kaggle fills it when the kernel is scored
+            log.warning("%s has no rows: there are no test images to predict", sample)
         return list(dict.fromkeys(ids.tolist()))
     img_dir = root / spec.test_images
     if not img_dir.is_dir():
