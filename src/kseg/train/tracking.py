@@ -89,27 +89,40 @@ class WandbTracker(Tracker):
         self.run = None
 
 
+def wandb_init(cfg: Config, job_type: str, config: dict[str, Any], **extra: Any) -> Any:
+    """``wandb.init`` of one run of the experiment (group = experiment, name = ``<exp>/<job_type>``).
+
+    Raises whatever wandb raises; callers turn that into a warning.
+    """
+    import wandb
+
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    return wandb.init(
+        mode=cfg.wandb.mode,
+        project=cfg.wandb.project,
+        entity=cfg.wandb.entity or None,
+        group=cfg.name,
+        job_type=job_type,
+        name=f"{cfg.name}/{job_type}",
+        config=config,
+        dir=str(cfg.run_dir),
+        tags=list(cfg.wandb.tags),
+        settings=wandb.Settings(console="off", silent=True),
+        **extra,
+    )
+
+
 def start_tracker(cfg: Config, fold: int, run_id: str | None = None) -> Tracker:
     """A wandb run for ``fold`` (resumed when ``run_id`` is given), or a no-op tracker."""
     if cfg.wandb.mode == "disabled":
         return Tracker()
     try:
-        import wandb
-
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
-            mode=cfg.wandb.mode,
-            project=cfg.wandb.project,
-            entity=cfg.wandb.entity or None,
-            group=cfg.name,
-            job_type=fold_dir_name(fold),
-            name=f"{cfg.name}/{fold_dir_name(fold)}",
-            config=config_to_dict(cfg),
-            dir=str(cfg.run_dir),
-            tags=list(cfg.wandb.tags),
+        run = wandb_init(
+            cfg,
+            fold_dir_name(fold),
+            config_to_dict(cfg),
             id=run_id,
             resume="allow" if run_id else None,
-            settings=wandb.Settings(console="off", silent=True),
         )
         return WandbTracker(run, cfg.competition.classes)
     except Exception as e:  # noqa: BLE001

@@ -15,6 +15,7 @@ import pandas as pd
 
 from kseg.config import Config, config_to_dict
 from kseg.postprocess import params_to_dict
+from kseg.train.tracking import wandb_init
 from kseg.tune.report import grid_frame
 from kseg.tune.run import TuneResult
 
@@ -33,19 +34,7 @@ def log_job(
     try:
         import wandb
 
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        run = wandb.init(
-            mode=cfg.wandb.mode,
-            project=cfg.wandb.project,
-            entity=cfg.wandb.entity or None,
-            group=cfg.name,
-            job_type=job_type,
-            name=f"{cfg.name}/{job_type}",
-            config={"experiment": config_to_dict(cfg), **config},
-            dir=str(cfg.run_dir),
-            tags=list(cfg.wandb.tags),
-            settings=wandb.Settings(console="off", silent=True),
-        )
+        run = wandb_init(cfg, job_type, {"experiment": config_to_dict(cfg), **config})
         run.summary.update(summary)
         run.log({name: wandb.Table(dataframe=df) for name, df in tables.items()})
         run.finish()
