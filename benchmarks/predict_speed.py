@@ -51,11 +51,11 @@ def naive_loop(cfg, model, ids: list[str], folder: Path, out: Path) -> None:
     rows = []
     with torch.inference_mode():
         for image_id in ids:
-            bgr = cv2.imread(str(folder / spec.image_file(image_id)))
-            small = cv2.resize(bgr[..., ::-1], (w, h), interpolation=cv2.INTER_AREA)
+            rgb = cv2.cvtColor(cv2.imread(str(folder / spec.image_file(image_id))), cv2.COLOR_BGR2RGB)
+            small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
             x = model_input(torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None], "imagenet")
             probs, _ = predict_proba(model, x, spec.mode)
-            full = cv2.resize(probs[0, 0].numpy(), (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_LINEAR)
+            full = cv2.resize(probs[0, 0].numpy(), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
             rows.append((image_id, spec.rle.encode(full > 0.5)))
     with out.open("w", newline="") as f:
         csv.writer(f).writerows([("img", "rle_mask"), *rows])

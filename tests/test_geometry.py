@@ -230,3 +230,27 @@ def test_resize_bilinear_on_the_cpu_matches_torch() -> None:
             want = F.interpolate(src, size=size, mode="bilinear", align_corners=False)
             got = resize_bilinear(src, size)
             assert got.shape == want.shape and (got - want).abs().max() < 1e-5, size
+
+
+@pytest.mark.parametrize("resize", ["resize", "pad"])
+def test_restore_quantized_is_within_one_grey_level_of_the_float_path(resize: str) -> None:
+    from kseg.postprocess import quantize, threshold_level
+
+    cfg = cfg_with(f"data.resize={resize}", "data.image_size=[64, 96]")
+    g = torch.Generator().manual_seed(3)
+    probs = torch.nn.functional.avg_pool2d(torch.rand(2, 2, 68, 100, generator=g), 5, 1)  # smooth, [2, 2, 64, 96]
+    native = (51, 90) if resize == "pad" else (201, 333)  # pad: crop only, no resize; resize: upscale
+    want = quantize(geometry.restore(probs, native, cfg, native_size=native))
+    got = geometry.restore_quantized(probs, native, cfg, native_size=native)
+    assert got.dtype == np.uint8 and got.shape == want.shape == (2, 2, *native)
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1
+    if resize == "pad":  # same size after the crop: exactly the quantized crop
+        assert diff.max() == 0
+        top, _, left, _ = geometry.pad_offsets(native, (64, 96))
+        np.testing.assert_array_equal(got, quantize(probs[..., top : top + 51, left : left + 90]))
+    else:
+        assert 0 < (diff == 1).mean() < 0.5  # the rounding differs sometimes, never by more
+        level = threshold_level(0.5)
+        flips = (got > level) != (want > level)
+        assert flips.any() and np.isin(want[flips], [level, level + 1]).all()  # only pixels next to the level

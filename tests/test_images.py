@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kseg.data.images import ImageReadError, image_size, read_image, read_mask
+from kseg.data.images import ImageReadError, image_size, read_image, read_mask, read_pixels
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -38,6 +38,22 @@ def test_color_8bit_is_rgb(tmp_path: Path) -> None:
     np.testing.assert_allclose(image[0, 1], np.array([30, 20, 10]) / 255, rtol=1e-6)
     assert not image[0, 0].any()
     np.testing.assert_array_equal(read_mask(tmp_path / "c.png"), [[0, 1], [0, 0]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_read_pixels_is_contiguous_rgb_in_the_file_dtype(tmp_path: Path, dtype: type, channels: int) -> None:
+    top = np.iinfo(dtype).max
+    bgr = np.zeros((2, 3, channels), dtype)
+    bgr[0, 2, :3] = (1, 2, top)  # blue 1, green 2, red = the dtype's maximum (OpenCV order)
+    bgr[1, 0, :3] = (top - 7, 0, 5)
+    if channels == 4:
+        bgr[..., 3] = 9  # alpha, dropped
+    pixels = read_pixels(_write(tmp_path / "p.png", bgr))
+    assert pixels.dtype == dtype and pixels.shape == (2, 3, 3) and pixels.flags.c_contiguous
+    np.testing.assert_array_equal(pixels[0, 2], [top, 2, 1])
+    np.testing.assert_array_equal(pixels[1, 0], [5, 0, top - 7])
+    assert int(pixels.sum(dtype=np.int64)) == 2 * top + 1  # every other pixel is black
 
 
 def test_gray_16bit_divides_by_65535(tmp_path: Path) -> None:
