@@ -112,3 +112,23 @@ def test_truncated_jpeg_error_or_skipped_batch(demo_root: Path, tmp_path: Path) 
     assert batch["image"].shape[0] == 2 and batch["skipped"] == 1 and batch["id"] == [names[0], names[2]]
     loader = make_loader(ds, cfg_skip, train=False)
     assert sum(b["image"].shape[0] for b in loader) == 2
+
+
+def test_jpeg_draft_items_keep_the_native_size_and_masks(tmp_path: Path) -> None:
+    from kseg.demo.registry import write_miniature
+
+    root = write_miniature("carvana", tmp_path / "carvana", n_train=1, n_test=0)
+    overrides = [f"data.root={root}", "data.image_size=[128, 128]"]
+    full_cfg = load_config(REPO / "configs/carvana/unet128.yaml", overrides)
+    draft_cfg = load_config(REPO / "configs/carvana/unet128.yaml", [*overrides, "data.jpeg_draft=true"])
+    labels = read_labels(full_cfg)
+    ids = list(labels.image_id[:2])
+    full, draft = SegDataset(full_cfg, ids, labels)[1], SegDataset(draft_cfg, ids, labels)[1]
+    assert draft["size"].tolist() == full["size"].tolist() == [1280, 1918]  # restore and truth use the file's size
+    assert torch.equal(draft["mask"], full["mask"]) and draft["mask"].sum() > 0  # masks come from the RLE
+    diff = (draft["image"].int() - full["image"].int()).abs()
+    assert draft["image"].shape == (3, 128, 128) and 0 < diff.float().mean() < 0.5
+    pad_cfg = load_config(
+        REPO / "configs/carvana/unet128.yaml", [*overrides, "data.jpeg_draft=true", "data.resize=pad"]
+    )
+    assert SegDataset(pad_cfg, ids, labels).reader.draft is None  # padding keeps every pixel: no draft

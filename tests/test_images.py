@@ -206,3 +206,67 @@ def test_slide_tiff_size_from_its_header_in_any_layout(tmp_path: Path) -> None:
     first = tmp_path / "first.tiff"
     tifffile.imwrite(first, np.zeros((3, 7, 9), np.uint8), photometric="minisblack")
     assert image_size(planar) == image_size(first) == (7, 9)
+
+
+# --------------------------------------------------------------------------- JPEG draft decode (data.jpeg_draft)
+
+
+def test_draft_factor_leaves_twice_the_target_for_the_area_resize() -> None:
+    from kseg.data.images import draft_factor
+
+    assert draft_factor((1280, 1918), (128, 128)) == 4  # 320x480 >= 256x256; 1/8 would be 160 < 256
+    assert draft_factor((1280, 1918), (64, 64)) == 8
+    assert draft_factor((1281, 1917), (160, 160)) == 4  # sides round up: 321, 480
+    assert draft_factor((1280, 1918), (1024, 1024)) == 1  # Carvana at 1024: a full decode
+    assert draft_factor((256, 1600), (128, 800)) == 1  # Severstal at half size: 1/2 leaves only 1x
+    assert draft_factor((101, 101), (128, 128)) == 1  # growing: never
+
+
+def _scene(h: int, w: int) -> np.ndarray:
+    """BGR: a smooth gradient, a sharp red rectangle top-left and a blue disc bottom-right (not symmetric)."""
+    yy, xx = np.mgrid[:h, :w]
+    bgr = np.stack([xx * 200 // w, yy * 200 // h, (xx + yy) * 100 // (h + w)], axis=-1).astype(np.uint8)
+    bgr[h // 10 : h // 3, w // 12 : w // 2] = (0, 0, 255)
+    bgr[(yy - 3 * h // 4) ** 2 + (xx - 3 * w // 4) ** 2 < (h // 6) ** 2] = (255, 0, 0)
+    return bgr
+
+
+def test_draft_decode_is_a_smaller_rgb_frame_close_to_the_full_decode(tmp_path: Path) -> None:
+    from kseg.data.images import read_pixels_draft
+
+    path = _write(tmp_path / "car.jpg", _scene(1281, 1917), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    pixels, native = read_pixels_draft(path, (128, 128))
+    assert native == (1281, 1917)  # the file's size, not the decoded one
+    assert pixels.shape == (321, 480, 3) and pixels.dtype == np.uint8 and pixels.flags.c_contiguous  # 1/4, up
+    full = read_pixels(path)
+    assert pixels[60, 150, 0] > 200 and pixels[60, 150, 2] < 60  # inside the red rectangle, in RGB order
+    assert pixels[240, 360, 2] > 200 and pixels[240, 360, 0] < 60  # inside the blue disc
+    small = cv2.resize(pixels, (128, 128), interpolation=cv2.INTER_AREA).astype(int)
+    want = cv2.resize(full, (128, 128), interpolation=cv2.INTER_AREA).astype(int)
+    diff = np.abs(small - want)
+    # what the model sees: most pixels within one grey level, a few more along the sharp edges
+    assert diff.mean() < 0.5 and (diff <= 1).mean() > 0.9 and np.percentile(diff, 99) <= 8
+
+
+def test_draft_decode_gray_png_and_exif_orientation(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from kseg.data.images import read_pixels_draft
+
+    gray = _write(tmp_path / "g.jpg", _scene(400, 640)[:, :, 1].copy())
+    pixels, native = read_pixels_draft(gray, (50, 80))
+    assert native == (400, 640) and pixels.shape == (100, 160, 3)  # 1/4: twice 50x80 is left
+    assert (pixels[..., 0] == pixels[..., 2]).all()
+    png = _write(tmp_path / "p.png", _scene(400, 640))  # not a JPEG: read in full
+    pixels, native = read_pixels_draft(png, (50, 80))
+    assert native == (400, 640) and pixels.shape == (400, 640, 3)
+    np.testing.assert_array_equal(pixels, read_pixels(png))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": a full decode ignores it, so must the draft
+    rotated = tmp_path / "r.jpg"
+    Image.fromarray(_scene(400, 640)[:, :, ::-1]).save(rotated, "JPEG", exif=exif.tobytes())
+    pixels, native = read_pixels_draft(rotated, (50, 80))
+    assert native == (400, 640) and pixels.shape == (100, 160, 3) == (
+        *(s // 4 for s in read_pixels(rotated).shape[:2]),
+        3,
+    )

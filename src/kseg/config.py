@@ -52,6 +52,9 @@ class DataConfig:
     # uint8: decode, augment and collate in the file's integer type (uint16 for 16-bit files); float: float32
     # in [0, 1] from decoding on (the former path, for augmentations that need float input)
     pixels: Literal["uint8", "float"] = "uint8"
+    # JPEGs at least 4x the model input per side (with resize): decode at 1/2, 1/4 or 1/8 size in libjpeg, then
+    # area-resize (Carvana 1918x1280 -> 128: 4x cheaper; pixels within a few grey levels). Train and predict alike
+    jpeg_draft: bool = False
     augment: tuple[AugmentStep, ...] = ()
     on_bad_image: Literal["error", "skip"] = "error"
     pseudo_labels: str = ""  # train-format csv of pseudo-labelled test images (train folds only)

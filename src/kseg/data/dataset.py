@@ -173,7 +173,7 @@ class SegDataset(Dataset):
                 self.sources = rows["source"].tolist()
         self.skipped: list[str] = []
         self._check_files()
-        self.reader = InputReader(spec, self.ids, self.paths, integer=cfg.data.pixels == "uint8")
+        self.reader = self._reader()
 
     def path(self, idx: int) -> Path:
         """The file (or record folder, ``competition.arrays``) of item ``idx``."""
@@ -234,23 +234,27 @@ class SegDataset(Dataset):
             log.warning("skipped %d unreadable image file(s)", len(bad))
             self.skipped += bad
             self._keep(keep)
-            self.reader = InputReader(
-                self.cfg.competition, self.ids, self.paths, integer=self.cfg.data.pixels == "uint8"
-            )
+            self.reader = self._reader()
         return bad
+
+    def _reader(self) -> InputReader:
+        """The reader of the current ids: integer pixels with ``data.pixels=uint8``, JPEG drafts with
+        ``data.jpeg_draft`` (only when images are resized: padding keeps every pixel)."""
+        data = self.cfg.data
+        draft = tuple(data.image_size) if data.jpeg_draft and data.resize == "resize" else None
+        return InputReader(self.cfg.competition, self.ids, self.paths, integer=data.pixels == "uint8", draft=draft)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, idx: int) -> dict[str, Any] | None:
         try:
-            image = self.reader(idx)
+            image, size = self.reader.read(idx)  # size: the file's (H, W), also after a draft decode
         except (ImageReadError, FileNotFoundError) as e:
             if self.cfg.data.on_bad_image != "skip":
                 raise
             log.warning("skipping unreadable image (data.on_bad_image=skip): %s", e)
             return None  # dropped by collate_skip_bad
-        size = image.shape[:2]
         item: dict[str, Any] = {"id": self.ids[idx], "size": torch.tensor(size, dtype=torch.long)}
         image = geometry.fit_image(image, self.cfg)
         if self.rles is not None:

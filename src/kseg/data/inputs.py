@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kseg.data.images import ImageReadError, image_size, read_image, read_pixels
+from kseg.data.images import ImageReadError, image_size, read_image, read_pixels, read_pixels_draft, unit_float
 from kseg.data.volumes import neighbour_index
 from kseg.registry import Registry
 from kseg.typed import ConfigError, choice
@@ -236,20 +236,37 @@ class InputReader:
     folds keep them whole) and read on each call.
     """
 
-    def __init__(self, spec: CompetitionSpec, ids: Sequence[str], paths: Sequence[Path], integer: bool = False) -> None:
+    def __init__(
+        self,
+        spec: CompetitionSpec,
+        ids: Sequence[str],
+        paths: Sequence[Path],
+        integer: bool = False,
+        draft: tuple[int, int] | None = None,
+    ) -> None:
         self.spec, self.ids, self.paths = spec, list(ids), list(paths)
         self.integer = integer  # plain images in the file's integer type (kseg.data.pixels), else float32
+        self.draft = draft  # plain JPEGs shrunk to this (H, W) later: reduced decode (``read_pixels_draft``)
         self.neighbours: np.ndarray | None = None
         if spec.volume is not None:
             case, sl = spec.volume_keys(self.ids)
             self.neighbours = neighbour_index(case, sl, spec.volume.offsets)
 
     def __call__(self, i: int) -> np.ndarray:
+        return self.read(i)[0]
+
+    def read(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """(input [H', W', K], the file's own (H, W)): H', W' are smaller only for a draft-decoded JPEG."""
         if self.spec.arrays is not None:
-            return read_arrays(self.spec.arrays, self.paths[i])
-        if self.neighbours is not None:
-            return stack_slices([self.paths[j] for j in self.neighbours[i]], self.ids[i])
-        return read_pixels(self.paths[i]) if self.integer else read_image(self.paths[i])
+            x = read_arrays(self.spec.arrays, self.paths[i])
+        elif self.neighbours is not None:
+            x = stack_slices([self.paths[j] for j in self.neighbours[i]], self.ids[i])
+        elif self.draft is not None:
+            x, native = read_pixels_draft(self.paths[i], self.draft)
+            return (x if self.integer else unit_float(x, self.paths[i])), native
+        else:
+            x = read_pixels(self.paths[i]) if self.integer else read_image(self.paths[i])
+        return x, (int(x.shape[0]), int(x.shape[1]))
 
     def check(self, i: int) -> None:
         """Decode item ``i``'s own file(s) (raises ImageReadError / FileNotFoundError when unreadable)."""
