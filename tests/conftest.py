@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import socket
@@ -43,6 +44,24 @@ def demo_cfg(demo_root: Path, tmp_path: Path):
         REPO / "configs" / "demo.yaml",
         [f"data.root={demo_root}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'runs'}"],
     )
+
+
+@pytest.fixture()
+def tiny_runs(demo_cfg):
+    """Two fold checkpoints of a tiny random U-Net (image_size 64x128) under the demo config's runs dir
+    (kseg.infer and `kseg predict` tests)."""
+    import torch
+
+    from kseg.models import build_model, save_checkpoint
+
+    from _infer_support import with_size
+
+    cfg = with_size(demo_cfg, (64, 128))
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]}))
+    for fold in (0, 1):
+        torch.manual_seed(fold)
+        save_checkpoint(cfg.fold_dir(fold) / "best.pt", build_model(cfg), cfg, epoch=1)
+    return cfg
 
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "", None}

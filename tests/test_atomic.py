@@ -157,11 +157,11 @@ def test_temp_names_are_the_ones_a_resumed_run_cleans_up(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("umask", [0o022], indirect=True)
 def test_submission_pseudo_labels_and_probs_are_0644(demo_cfg: Config, tmp_path: Path, umask: int) -> None:
-    """The fake-member prediction of test_infer: submission, pseudo-label csv and --save-probs files."""
-    from test_infer import LOG3, members
-
+    """The fake-member prediction of test_infer_pipeline: submission, pseudo-label csv and --save-probs files."""
     from kseg.infer.ensemble import Ensemble
     from kseg.infer.pipeline import predict_submission
+
+    from _infer_support import LOG3, members
 
     run_dir = demo_cfg.run_dir
     run_dir.mkdir(parents=True)

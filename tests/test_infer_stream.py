@@ -1,13 +1,20 @@
-"""kseg.infer.stream.in_background: the model side of prediction runs ahead in a thread, bounded and safe."""
+"""kseg.infer.stream: ``in_background`` (the model side of prediction runs ahead in a thread, bounded and safe),
+``restore_batch`` and ``predict_images`` over the demo test set."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kseg.infer.stream import in_background
+from kseg.config import Config
+from kseg.infer.ensemble import Ensemble, Member
+from kseg.infer.stream import in_background, predict_images
+
+from _infer_support import LOG3, ConstModel, with_size
 
 
 def test_items_arrive_in_order_at_most_depth_ahead() -> None:
@@ -77,3 +84,20 @@ def test_restore_batch_quantized_matches_the_float_path_per_image_size() -> None
         assert isinstance(q, np.ndarray) and q.dtype == np.uint8 and q.shape == (1, *sizes[i].tolist())
         assert np.abs(q.astype(int) - quantize(f)).max() <= (0 if i == 1 else 1)
     assert not np.array_equal(quantized[0], quantized[2])  # each image restored from its own probabilities
+
+
+def test_predict_images_restores_and_quantizes(demo_cfg: Config, demo_root: Path) -> None:
+    small = with_size(demo_cfg, (32, 64))
+    big = with_size(demo_cfg, (64, 128))
+    # two preprocessing groups (two model sizes), one experiment each: (0.75 + 0.25) / 2 = 0.5 -> q 128
+    ms = [Member(ConstModel(LOG3), small, "s", 0), Member(ConstModel(-LOG3), big, "b", 0)]
+    ens = Ensemble(demo_cfg, ms, tta="hflip")
+    assert len(ens.groups) == 2
+    ids = sorted(p.name for p in (demo_root / "test_images").iterdir())
+    preds = list(predict_images(ens, ids, demo_root / "test_images", batch_size=4, progress=False, confidence=0.9))
+    assert [p.image_id for p in preds] == ids
+    for p in preds:
+        assert p.q.shape == (4, 128, 256) and p.q.dtype == np.uint8
+        assert np.all(p.q == 128)  # round(0.5 * 255) = 127.5 -> 128 (half to even)
+        assert p.native_size == (128, 256)
+        assert p.confident is not None and np.all(p.confident == 0.0)

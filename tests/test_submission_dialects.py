@@ -8,7 +8,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from test_infer import ConstModel
 from torch import nn
 
 from kseg.competition import read_csv
@@ -21,6 +20,7 @@ from kseg.infer.probs_store import read_probs
 from kseg.postprocess import apply_postprocess, default_params
 from kseg.submission.validate import validate_submission
 
+from _infer_support import ConstModel
 from conftest import REPO
 from rle_reference import ref_encode
 
