@@ -8,7 +8,8 @@ uint8 path, less the host-side normalisation pass it also made in the workers: t
 images/s (goal 1.0: never slower). ``after_with_cpu_normalise`` adds ``model_input`` on this CPU (the worst
 case, no GPU to do it). The rate needed to keep a GPU busy is the
 GPU's step rate: ``gpu_step_reference`` (resnet34 U-Net AMP on one modern GPU) is a figure to compare with,
-not measured here (see gpu.sh).
+not measured here (see gpu.sh). ``loader_jpeg_draft_carvana_128_*`` compare ``data.jpeg_draft`` (libjpeg's
+1/4-size decode before the area resize) with the full decode at the Carvana starter's 128x128.
 """
 
 from __future__ import annotations
@@ -108,7 +109,37 @@ def main() -> None:
                     }
                 )
                 print(f"{name} {workers}w: before {before:.1f} img/s, after {after:.1f} img/s", flush=True)
+        records += draft_records(Path(tmp) / "carvana")
     write_results("data_loading", records)
+
+
+def draft_records(root: Path) -> list[dict]:
+    """Carvana at the starter's 128x128: the uint8 loader with ``data.jpeg_draft`` (1/4-size JPEG decode)
+    against without (full decode + area resize), 1 and 2 workers; ratio = with / without (goal 1.0)."""
+    out = []
+    for workers in WORKERS:
+        rates = {}
+        for draft in (False, True):
+            cfg = load_config(
+                REPO / "configs/carvana/unet128.yaml",
+                [f"data.root={root}", "data.image_size=[128,128]", f"data.num_workers={workers}", "data.batch_size=8"]
+                + [f"data.jpeg_draft={str(draft).lower()}", "model.encoder_weights=none"],
+            )
+            labels = read_labels(cfg)
+            rates[draft] = loader_rate(cfg, labels.image_id.tolist(), labels, 8, False)
+        out.append(
+            {
+                "name": f"loader_jpeg_draft_carvana_128_{workers}w",
+                "ratio": rates[True] / rates[False],
+                "goal": 1.0,
+                "before_images_per_s": round(rates[False], 1),
+                "after_images_per_s": round(rates[True], 1),
+                "workers": workers,
+                "load_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+        print(f"carvana_128 {workers}w: full decode {rates[False]:.1f} img/s, jpeg_draft {rates[True]:.1f} img/s")
+    return out
 
 
 if __name__ == "__main__":
