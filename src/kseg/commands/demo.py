@@ -34,7 +34,7 @@ COMPETITIONS = (
     "contrails",
     "hubmap",
 )
-KERNEL_DEMOS = ("demo", "hubmap")  # also build and rehearse the kernel (hubmap: tiled slides through the kernel)
+KERNEL_DEMOS = ("demo", "hubmap", "uwmgi", "contrails")  # also build and rehearse the kernel
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
