@@ -121,6 +121,8 @@ def _rehearse(args: argparse.Namespace, overrides: list[str]) -> int:
 
     cfg = load_config(args.config, overrides)
     result = rehearse(cfg, isolation=args.isolation, timeout=args.timeout, keep=args.keep, echo=not args.quiet)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     if result.passed:
         print(
             f"rehearsal PASSED in {result.seconds:.1f}s (network cut: {result.isolation}); "
