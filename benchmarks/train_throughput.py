@@ -12,7 +12,6 @@ excluded and ``ratio`` = kseg loop images/s / bare step images/s measures the lo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
@@ -64,7 +63,7 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
     )
     info = DistInfo(device=torch.device(device))
     rt = Runtime.from_config(cfg, info)
-    rt = dataclasses.replace(rt, progress=False)  # keeps the AMP dtype chosen for the device
+    rt = Runtime(rt.device, rt.amp, rt.channels_last, progress=False)
     torch.manual_seed(0)
     model = build_model(cfg).to(rt.device)
     if rt.channels_last:
@@ -72,7 +71,7 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
     loss_fn = build_loss(cfg).to(rt.device)
     opt = build_optimizer(cfg, model.parameters())
     sched = build_scheduler(cfg, opt, steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=rt.needs_scaler)  # float16 only: bfloat16 needs none
+    scaler = torch.amp.GradScaler("cuda", enabled=rt.amp)
     c = cfg.competition.num_classes
     batches = [
         {

@@ -101,3 +101,9 @@ def test_demo_hubmap_end_to_end_through_the_kernel(
         assert mask.mean() > 0.5 and mask[-1, -1]  # ... up to its last pixel (threshold 0 keeps everything)
     oof = np.load(tmp_path / "runs/hubmap/unet-tiles/fold0/oof.npy", mmap_mode="r")
     assert oof.shape[1:] == (1, 256, 256)  # OOF per tile at window (slide) resolution
+    # tuned per slide (the leaderboard's mean over slides), not per tile: its images are the training slides
+    record = json.loads((tmp_path / "runs/hubmap/unet-tiles/postprocess.json").read_text())
+    folds = read_csv(data / "folds.csv")
+    tiles = sum(len(pd.read_csv(f)) for f in (tmp_path / "runs/hubmap/unet-tiles").glob("fold*/oof_ids.csv"))
+    assert record["n_images"] == len(folds) < tiles
+    assert record["fold_images"] == folds.fold.value_counts().sort_index().tolist()

@@ -15,6 +15,7 @@ from kseg.metrics import (
     per_item_scores,
     score,
     score_from_stats,
+    sum_groups,
 )
 
 
@@ -127,3 +128,20 @@ def test_input_errors() -> None:
         score(np.zeros((0, 3, 3)), np.zeros((0, 3, 3)), "dice")
     # 0/1 floats are fine
     assert score(PRED_4.astype(np.float32), TRUE_6.astype(np.float64), "dice") == pytest.approx(0.6)
+
+
+def test_sum_groups_sums_each_groups_rows_exactly() -> None:
+    values = np.array([[1, 10], [2, 20], [3, 30], [4, 40]], dtype=np.int64)  # [n=4, 2]
+    group = np.array([2, 0, 2, 0])
+    got = sum_groups(values, group, 4)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [[6, 60], [0, 0], [4, 40], [0, 0]])  # group 1 and 3 have no rows
+    np.testing.assert_array_equal(sum_groups(values.T, group, axis=1), [[6, 0, 4], [60, 0, 40]])  # G = max + 1
+    big = np.array([2**62, 1], dtype=np.int64)  # int64 sums stay exact (no float round trip)
+    assert sum_groups(big, np.array([0, 0]))[0] == 2**62 + 1
+    with pytest.raises(ValueError, match=r"\(3,\) group labels for \(4, 2\) values"):
+        sum_groups(values, np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="group label 2 >= n_groups 2"):
+        sum_groups(values, group, 2)
+    with pytest.raises(ValueError, match="integers >= 0"):
+        sum_groups(values, np.array([0, -1, 0, 0]))

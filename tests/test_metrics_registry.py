@@ -88,6 +88,28 @@ def test_class_weights_weigh_the_per_class_means() -> None:
     assert build_metric("dice").score_stats(*stats) == pytest.approx(0.9)
 
 
+def test_groups_score_each_slide_once_on_its_summed_tiles() -> None:
+    """HuBMAP: the leaderboard is the mean over test slides of the whole-slide dice; with tiles as rows, each
+    slide's tile statistics are summed first. Slide A: 3 empty/empty tiles and one of dice 0.2; slide B: one tile of
+    dice 0.8. Mean over tiles (1 + 1 + 1 + 0.2 + 0.8) / 5 = 0.8; mean over slides (0.2 + 0.8) / 2 = 0.5."""
+    inter, pred, true = (np.array(v)[:, None] for v in ([0, 0, 0, 1, 4], [0, 0, 0, 5, 5], [0, 0, 0, 5, 5]))
+    groups = np.array([0, 0, 0, 0, 1])  # tiles of A, A, A, A, B
+    dice = build_metric("dice")
+    assert dice.score_stats(inter, pred, true) == pytest.approx(0.8)
+    assert dice.score_stats(inter, pred, true, groups=groups) == pytest.approx(0.5)
+    # two non-empty tiles of one slide are summed, not averaged: A = tiles (1, 5, 5) + (3, 3, 5) = 2*4 / (8 + 10)
+    inter, pred, true = (np.array(v)[:, None] for v in ([1, 3, 4], [5, 3, 5], [5, 5, 5]))
+    per_slide = (2 * 4 / 18 + 0.8) / 2
+    assert dice.score_stats(inter, pred, true, groups=np.array([0, 0, 1])) == pytest.approx(per_slide)
+    assert dice.score_stats(inter, pred, true) == pytest.approx((0.2 + 0.75 + 0.8) / 3)
+    weighted = build_metric("fbeta", {"beta": 1.0, "class_weights": [2]})  # the class-weighted path, beta 1 = dice
+    assert weighted.score_stats(inter, pred, true, groups=np.array([0, 0, 1])) == pytest.approx(per_slide)
+    # pooled metrics sum every row anyway: groups change nothing
+    pooled = build_metric("global_dice")
+    assert pooled.score_stats(inter, pred, true, groups=np.array([0, 0, 1])) == pooled.score_stats(inter, pred, true)
+    assert pooled.score_stats(inter, pred, true) == pytest.approx(2 * 8 / 28)
+
+
 def test_unweighted_item_metrics_are_the_historic_mean_bit_for_bit() -> None:
     rng = np.random.default_rng(0)
     pred, true = rng.random((7, 3, 6, 5)) < 0.5, rng.random((7, 3, 6, 5)) < 0.4

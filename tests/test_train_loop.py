@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from kseg.competition import CompetitionSpec, CsvSpec
+from kseg.config import load_config
 from kseg.data.volumes import VolumeSpec
 from kseg.metrics import build_metric, mask_stats, score
 from kseg.train.dist import DistInfo
 from kseg.train.loop import ValOutput, reduce_val, volume_score
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_volume_score_matches_score_masks_in_any_row_order() -> None:
@@ -68,3 +73,28 @@ def test_reduce_val_scores_with_the_spec_metric(metric: str) -> None:
     else:
         case, sl = spec.volume_keys([IDS[i] for i in positions])
         assert got == pytest.approx(build_metric(metric).score_masks(pred, true, case, sl), abs=1e-12)
+
+
+def _row(on: range, width: int = 10) -> np.ndarray:
+    """bool [1, 1, width]: one class, one row, the pixels in ``on`` set."""
+    out = np.zeros((1, 1, width), dtype=bool)
+    out[0, 0, list(on)] = True
+    return out
+
+
+def test_reduce_val_scores_tiled_validation_per_slide() -> None:
+    """HuBMAP (tile.size > 0): validation rows are tiles; the metric is the leaderboard's mean over slides of the
+    whole-slide dice. Slide A: 3 empty/empty tiles + one of dice 2*1/(5+5) = 0.2; slide B: one tile of dice
+    2*4/(5+5) = 0.8. Mean over tiles 0.8, mean over slides 0.5."""
+    spec = load_config(REPO / "configs/hubmap/unet-tiles.yaml").competition
+    empty = _row(range(0))
+    pred = np.stack([empty, _row(range(0, 5)), empty, _row(range(0, 5)), empty])  # [5 tiles, C=1, 1, 10]
+    true = np.stack([empty, _row(range(4, 9)), empty, _row(range(1, 6)), empty])
+    ids = ["afa5e8098@0_0", "afa5e8098@0_1024", "afa5e8098@1024_0", "1e2425f28@0_0", "afa5e8098@1024_1024"]
+    positions = [4, 1, 3, 0, 2]  # loader order: row r of the booked masks is val tile ids[positions[r]]
+    res = ValOutput(loss_sum=1.0, count=5)
+    res.add_masks(pred[positions[:3]], true[positions[:3]], keep=False)
+    res.add_masks(pred[positions[3:]], true[positions[3:]], keep=False)
+    res.positions = positions
+    assert reduce_val(res, ids, spec, DistInfo())[1] == pytest.approx(0.8)  # untiled: every row is an image
+    assert reduce_val(res, ids, spec, DistInfo(), tiled=True)[1] == pytest.approx(0.5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kseg.metrics import dice_from_stats
 from kseg.tune.grid import Grid
-from kseg.tune.search import ScoreTable, best_cell
+from kseg.tune.search import GroupedStats, ScoreTable, best_cell
 
 
 def test_score_table_cross_validation_hand_computed():
@@ -81,3 +82,28 @@ def test_stats_table_pools_statistics_hand_computed():
     assert ch.cv_cells == (0, 0) and ch.score_cv == pytest.approx(8 / 12)
     np.testing.assert_allclose(t.cell_means(0), [8 / 12, 10 / 19])
     np.testing.assert_allclose(t.fold_means(0), [[0.6, 10 / 18], [1.0, 0.0]])
+
+
+def test_grouped_stats_score_each_slide_once_hand_computed():
+    """Slide A (fold 0): 4 tiles, 3 empty/empty; slide B (fold 1): 1 tile; 2 cells, booked in two chunks.
+
+    Cell 0: A's tile (inter, pred, true) = (1, 5, 5) -> A 0.2, B (4, 5, 5) -> 0.8; cell 1: A (4, 5, 5) -> 0.8,
+    B (0, 0, 5) -> 0. Per slide: cell 0 (0.2 + 0.8) / 2 = 0.5, cell 1 0.4 (per tile: 0.84 and 0.76).
+    CV: held A -> chosen on B: cell 0 -> A 0.2; held B -> chosen on A: cell 1 -> B 0; (0.2 + 0) / 2 = 0.1."""
+    g = GroupedStats(num_classes=1, num_folds=2, num_cells=2, group_fold=np.array([0, 1]))
+    # chunk 1: tiles A (empty), B, A (empty); [cells, n] statistics, default (inter, pred) [n] at 0.5
+    inter, pred = np.array([[0, 4, 0], [0, 0, 0]]), np.array([[0, 5, 0], [0, 0, 0]])
+    g.add(0, np.array([0, 1, 0]), inter, pred, np.array([0, 5, 0]), (np.zeros(3, int), np.zeros(3, int)))
+    # chunk 2: tiles A (empty), A (the one with glomeruli)
+    inter, pred = np.array([[0, 1], [0, 4]]), np.array([[0, 5], [0, 5]])
+    g.add(0, np.array([0, 0]), inter, pred, np.array([0, 5]), (np.array([0, 2]), np.array([0, 5])))
+    np.testing.assert_array_equal(g.sums[0, :, 0], [[1, 5, 5], [4, 5, 5]])  # slide A per cell
+    np.testing.assert_array_equal(g.sums[0, :, 1], [[4, 5, 5], [0, 0, 5]])  # slide B per cell
+    table = g.table(dice_from_stats, None)
+    assert table.counts.tolist() == [1, 1]  # one scored image (a slide) per fold
+    ch = table.choose(0)
+    assert ch.cell == 0 and ch.score_tuned == pytest.approx(0.5)
+    assert ch.cv_cells == (0, 1) and ch.score_cv == pytest.approx(0.1)
+    assert ch.score_default == pytest.approx((2 * 2 / 10 + 0.0) / 2)  # A (2, 5, 5) -> 0.4; B (0, 0, 5) -> 0
+    with pytest.raises(ValueError, match=r"fold positions in 0\.\.1"):
+        GroupedStats(1, 2, 2, np.array([0, 2]))

@@ -20,7 +20,7 @@ from kseg.competition import CompetitionSpec
 from kseg.config_yaml import configs_root, load_raw, parse_override, read_yaml, resolve_competition
 from kseg.layout import FOLDS_CSV, INPUT_DIR, KERNELS_DIR, RUNS_DIR, KernelLayout, RunLayout
 from kseg.tiling import TileConfig
-from kseg.typed import ConfigError, bounded, choice, convert_key, dict_prefix, from_dict, out_of_range, to_dict
+from kseg.typed import ConfigError, bounded, choice, convert_key, from_dict, out_of_range, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,11 @@ class Config:
         warmup, epochs = self.sched.warmup_epochs, self.train.epochs
         if not 0 <= warmup <= epochs:
             raise out_of_range("sched.warmup_epochs", warmup, f"in [0, train.epochs={epochs}]")
+        if self.tile.enabled and self.competition.scorer.kind == "volume":  # tiles of 2D slides have no 3D case
+            raise ConfigError(
+                f"tile.size: {self.tile.size} tiles 2D slides, but competition.metric {self.competition.metric} "
+                "scores 3D volumes of slices; use tile.size: 0 or an item / pooled metric"
+            )
 
     @property
     def layout(self) -> RunLayout:
@@ -263,8 +268,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     raw = dict(raw)
     for text in overrides:
         key, value = parse_override(text)
-        if dict_prefix(Config, key) is None:  # a key inside a dict field (model.kwargs.x) is checked with the config
-            convert_key(Config, key, value)  # unknown keys, types and values fail early, naming the dotted key
+        convert_key(Config, key, value)  # unknown keys, types and values fail early, naming the dotted key
         node = raw
         parts = key.split(".")
         for p in parts[:-1]:

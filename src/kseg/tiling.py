@@ -13,15 +13,26 @@ for the normalisation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from kseg.registry import Registry
 from kseg.typed import ConfigError, bounded, choice
 
-__all__ = ["TileConfig", "WINDOWS", "starts", "window_1d", "weight_sums", "tile_id", "parse_tile_id"]
+__all__ = [
+    "TileConfig",
+    "WINDOWS",
+    "starts",
+    "window_1d",
+    "weight_sums",
+    "tile_id",
+    "parse_tile_id",
+    "slide_ids",
+    "slide_groups",
+]
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,8 @@ def weight_sums(length: int, grid: np.ndarray, window: np.ndarray) -> np.ndarray
     return total[:length].astype(np.float32)
 
 
-_TILE_ID = re.compile(r"^(?P<slide>.+)@(?P<y>\d+)_(?P<x>\d+)$")
+_SUFFIX = r"@(?P<y>\d+)_(?P<x>\d+)$"  # what a tile id adds to its slide's id
+_TILE_ID = re.compile(r"^(?P<slide>.+)" + _SUFFIX)
 
 
 def tile_id(slide: str, y0: int, x0: int) -> str:
@@ -109,3 +121,18 @@ def parse_tile_id(text: str) -> tuple[str, int, int] | None:
     """(slide, y0, x0) of a tile id, None for a plain image id."""
     m = _TILE_ID.match(text)
     return (m["slide"], int(m["y"]), int(m["x"])) if m else None
+
+
+def slide_ids(ids: Sequence[str]) -> np.ndarray:
+    """object [n]: the slide of each id (a tile id's ``<slide>``; a plain image id is its own slide)."""
+    series = pd.Series(list(map(str, ids)), dtype=object)
+    return series.str.replace(_SUFFIX, "", regex=True).to_numpy(dtype=object)
+
+
+def slide_groups(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(group int64 [n], slides object [G]): ``slides[group[i]]`` is the slide of ``ids[i]`` (first-seen order).
+
+    The grouping of tiles that a per-image metric scores as one whole-slide item (``Metric.score_stats``).
+    """
+    group, slides = pd.factorize(pd.Series(slide_ids(ids), dtype=object))
+    return group.astype(np.int64), np.asarray(slides, dtype=object)

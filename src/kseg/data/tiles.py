@@ -29,7 +29,7 @@ from kseg.config import Config
 from kseg.data.dataset import SegDataset, build_augment, to_tensor_image
 from kseg.data.rle_stream import MaskRuns, decode_window, mask_runs
 from kseg.data.slides import Slide, read_scaled, slide_size
-from kseg.tiling import TileConfig, parse_tile_id, starts, tile_id
+from kseg.tiling import TileConfig, parse_tile_id, slide_ids, starts, tile_id
 from kseg.train.seed import derive_seed
 
 log = logging.getLogger(__name__)
@@ -146,9 +146,7 @@ class TileDataset(Dataset):
         self.slides = _Slides(cfg, folder, labels)
         self.has_masks = labels is not None
         self.augment = build_augment(cfg) if train else None
-        self.slide_ids = list(
-            dict.fromkeys(str(i).split("@")[0] if parse_tile_id(str(i)) else str(i) for i in image_ids)
-        )
+        self.slide_ids = list(dict.fromkeys(slide_ids(image_ids)))
         for s in self.slide_ids:
             if not self.slides.path(s).is_file():
                 raise FileNotFoundError(f"slide file missing: {self.slides.path(s)}")

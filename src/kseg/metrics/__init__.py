@@ -17,6 +17,7 @@ from kseg.metrics.items import (
     per_item_scores,
     score,
     score_from_stats,
+    sum_groups,
 )
 from kseg.metrics.registry import (
     METRIC_REGISTRY,
@@ -48,4 +49,5 @@ __all__ = [
     "per_item_scores",
     "score",
     "score_from_stats",
+    "sum_groups",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "per_item_scores",
     "score",
     "score_from_stats",
+    "sum_groups",
 ]
 
 MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -70,6 +71,27 @@ def mask_stats(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return np.asarray(np.count_nonzero(mask, axis=axes), dtype=np.int64)
 
     return count(pred_b & true_b), count(pred_b), count(true_b)
+
+
+def sum_groups(values: np.ndarray, group: np.ndarray, n_groups: int | None = None, axis: int = 0) -> np.ndarray:
+    """``values`` [..., n, ...] summed along ``axis`` within groups: group int [n] in 0..G-1 -> [..., G, ...].
+
+    Keeps the dtype (int64 statistics stay exact); a group without members sums to 0. The grouped reduction
+    of per-item statistics (a slide's tiles summed into one whole-slide item), vectorized (``np.add.at``).
+    """
+    values, group = np.asarray(values), np.asarray(group)
+    axis = axis % max(values.ndim, 1)
+    if group.ndim != 1 or values.ndim == 0 or group.size != values.shape[axis]:
+        raise ValueError(f"sum_groups: {group.shape} group labels for {values.shape} values along axis {axis}")
+    if group.size and (not np.issubdtype(group.dtype, np.integer) or group.min() < 0):
+        raise ValueError("sum_groups: group labels must be integers >= 0")
+    n_groups = (int(group.max()) + 1 if group.size else 0) if n_groups is None else int(n_groups)
+    if group.size and group.max() >= n_groups:
+        raise ValueError(f"sum_groups: group label {int(group.max())} >= n_groups {n_groups}")
+    moved = np.moveaxis(values, axis, 0)
+    out = np.zeros((n_groups, *moved.shape[1:]), dtype=values.dtype)
+    np.add.at(out, group, moved)
+    return np.moveaxis(out, 0, axis)
 
 
 def _check_stats(

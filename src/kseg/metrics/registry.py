@@ -4,7 +4,9 @@ Every metric is a pure numpy function of per-item statistics (an item is one ima
 predicted area, true area; ``kseg.metrics.items.mask_stats``), with one of three reductions (``Metric.kind``):
 
 * ``item``: the mean over images of a per-item score (``dice``, ``iou_ap``, ``fbeta``). The tuner sums per-item
-  scores per threshold x min-size cell (``kseg.tune.search.ScoreTable``).
+  scores per threshold x min-size cell (``kseg.tune.search.ScoreTable``). With tiling (``tile.size > 0``) the
+  scored image is the whole slide: its tiles' statistics are summed first (``score_stats(groups=...)``,
+  ``kseg.tune.search.GroupedStats``), as the leaderboard scores each test slide's whole mask.
 * ``pooled``: intersections and areas summed over all images first, then one score (``global_dice``,
   ``fbeta`` with ``pooled: true``). The tuner sums the statistics per cell (``StatsTable``), still vectorized.
 * ``volume``: needs whole 3D cases (``dice_hausdorff``); the tuner builds each case's post-processed volume
@@ -23,7 +25,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from kseg.metrics.items import _check_stats, dice_from_stats, fbeta_from_stats, iou_ap_from_stats, mask_stats
+from kseg.metrics.items import (
+    _check_stats,
+    dice_from_stats,
+    fbeta_from_stats,
+    iou_ap_from_stats,
+    mask_stats,
+    sum_groups,
+)
 from kseg.metrics.volume import Hausdorff, case_groups
 from kseg.registry import Registry
 from kseg.typed import ConfigError, bounded, from_dict
@@ -83,13 +92,22 @@ class Metric:
         """Statistics [C, K] of one case's masks [Z, C, H, W] (``volume`` metrics only)."""
         raise TypeError(f"metric {self.name} does not score volumes (kind {self.kind})")
 
-    def score_stats(self, inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray) -> float:
-        """The metric over every image x class of statistics [n, C] (not for ``volume`` metrics)."""
+    def score_stats(
+        self, inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray, groups: np.ndarray | None = None
+    ) -> float:
+        """The metric over every image x class of statistics [n, C] (not for ``volume`` metrics).
+
+        ``groups`` int [n]: the scored image each row is a part of (a tile's slide, ``kseg.tiling.slide_groups``);
+        an ``item`` metric then scores each group once, on its rows' statistics summed (``sum_groups``).
+        ``pooled`` metrics sum over every row anyway, so groups change nothing for them.
+        """
         if self.kind == "volume":
             raise TypeError(f"metric {self.name} needs whole volumes: use score_masks with the case keys")
         inter, pred_area, true_area = (np.asarray(a) for a in (inter, pred_area, true_area))
         if inter.ndim != 2 or inter.shape[0] == 0:
             raise ValueError(f"metric {self.name}: expected statistics [n, C] with n > 0, got {inter.shape}")
+        if groups is not None and self.kind == "item":
+            inter, pred_area, true_area = (sum_groups(a, groups) for a in (inter, pred_area, true_area))
         if self.kind == "item" and not self.class_weights:  # the historic mean over image x class
             return float(np.mean(self.item_scores(inter, pred_area, true_area)))
         per_class = self.finalize(self.item_stats(inter, pred_area, true_area).sum(axis=0))
@@ -238,7 +256,9 @@ class DiceHausdorff(Metric):
             stats[c] += self.volume_stats(pred[:, c], true[:, c])
         return stats
 
-    def score_stats(self, inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray) -> float:
+    def score_stats(
+        self, inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray, groups: np.ndarray | None = None
+    ) -> float:
         raise TypeError("dice_hausdorff needs whole volumes: use score_masks with each slice's case and slice index")
 
 

@@ -232,7 +232,7 @@ class FoldRun:
                 desc=f"{fold_dir_name(self.fold)} {label} val",
                 n_images=cfg.train.log_images if info.is_main else 0,
             )
-            val_loss, score = _reduce_val(res, list(data.val_ids), cfg.competition, info)
+            val_loss, score = _reduce_val(res, list(data.val_ids), cfg.competition, info, cfg.tile.enabled)
             keep = keep_rule(score)  # these weights go to best.pt + oof.npy
             _store_oof(writer, keep, fold_dir, data, info, res)
         except BaseException:

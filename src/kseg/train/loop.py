@@ -20,6 +20,7 @@ from kseg.losses import SegLoss
 from kseg.metrics import Metric, case_groups, mask_stats
 from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
+from kseg.tiling import slide_groups
 from kseg.train import dist as D
 from kseg.train.dist import DistInfo, all_true
 from kseg.train.oof_store import OofWriter, to_uint8
@@ -305,10 +306,14 @@ def volume_score(
     return metric.class_mean(metric.finalize(stats))
 
 
-def reduce_val(res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: DistInfo) -> tuple[float, float]:
+def reduce_val(
+    res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: DistInfo, tiled: bool = False
+) -> tuple[float, float]:
     """(val loss, competition metric ``spec.scorer`` over every val image x class), identical on every rank.
 
     A ``volume`` metric (dice_hausdorff) scores the gathered masks case by case (``ValOutput.volume``).
+    ``tiled`` (``tile.size > 0``, ``val_ids`` are tile ids): each slide's tiles are summed into one item, so an
+    ``item`` metric is the mean over slides, as the leaderboard scores whole slides (``kseg.tiling.slide_groups``).
     """
     n_val, metric = len(val_ids), spec.scorer
     loss_sum, count = D.all_reduce_sum([res.loss_sum, float(res.count)], info)
@@ -321,5 +326,6 @@ def reduce_val(res: ValOutput, val_ids: list[str], spec: CompetitionSpec, info: 
         score = volume_score(metric, spec.volume_keys([val_ids[i] for i in pos]), packed)
     else:
         stats = [np.concatenate([p[k] for p in parts if len(p[0])]) for k in (1, 2, 3)]
-        score = metric.score_stats(*stats)
+        groups = slide_groups([val_ids[i] for i in pos])[0] if tiled else None
+        score = metric.score_stats(*stats, groups=groups)
     return (loss_sum / count if count else math.nan), score

@@ -18,6 +18,7 @@ import pandas as pd
 from kseg.config import Config
 from kseg.data.folds import read_folds
 from kseg.layout import OOF_FILE, RUNS_DIR, RunLayout, fold_dir_name, fold_dirs, oof_files
+from kseg.tiling import slide_ids
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +224,8 @@ def check_against_folds(cfg: Config, oof: OOFSet) -> None:
     name = oof.names[0]
     for f in oof.experiments[name]:
         where = RunLayout(Path(cfg.runs_dir), name).oof(f.fold).ids
-        ids = pd.Series(f.ids, dtype=object)
-        if cfg.tile.enabled:  # tile ids <slide>@<y0>_<x0> (kseg.tiling): the slide is the fold unit
-            ids = ids.str.replace(r"@\d+_\d+$", "", regex=True)
+        # tile ids <slide>@<y0>_<x0> (kseg.tiling): the slide is the fold unit
+        ids = pd.Series(slide_ids(f.ids) if cfg.tile.enabled else f.ids, dtype=object)
         got = ids.map(fold_of)
         wrong = got.isna() | (got != f.fold)
         if wrong.any():

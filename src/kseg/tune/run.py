@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
@@ -15,10 +16,11 @@ from kseg.config import Config
 from kseg.layout import RunLayout
 from kseg.metrics import Metric
 from kseg.postprocess import ClassParams, exclusive_candidates
+from kseg.tiling import slide_groups
 from kseg.train.truth import TruthTable
 from kseg.tune.grid import Grid
 from kseg.tune.oof_set import OOFSet, check_against_folds, load_oof
-from kseg.tune.search import Choice, ScoreTable, StatsTable
+from kseg.tune.search import Choice, GroupedStats, ScoreTable, StatsTable
 from kseg.tune.stats import ChunkStats, class_grid_stats
 from kseg.tune.volume import score_cases
 
@@ -122,16 +124,23 @@ def _load_checked(
     return oof, grid, truth
 
 
-def _add_class(table: Table, metric: Metric, c: int, fold_index: np.ndarray, st: ChunkStats, cells: int) -> None:
-    """Book one class's grid statistics of a chunk: per-item scores (``item``) or additive statistics."""
-    n = len(fold_index)
+def _add_class(
+    table: Table | GroupedStats, metric: Metric, c: int, index: np.ndarray, st: ChunkStats, cells: int
+) -> None:
+    """Book one class's grid statistics of a chunk (``index`` [n]: the rows' fold positions, or slide groups for a
+    ``GroupedStats``): raw statistics per slide, per-item scores (``item``) or additive statistics (``pooled``)."""
+    n = len(index)
+    if isinstance(table, GroupedStats):
+        inter, pred = st.inter.reshape(cells, n), st.pred_area.reshape(cells, n)
+        table.add(c, index, inter, pred, st.true_area, (st.default_inter, st.default_pred_area))
+        return
     if isinstance(table, ScoreTable):
         scores = metric.item_scores(st.inter, st.pred_area, st.true_area).reshape(cells, n)
-        table.add(c, fold_index, scores, metric.item_scores(st.default_inter, st.default_pred_area, st.true_area))
+        table.add(c, index, scores, metric.item_scores(st.default_inter, st.default_pred_area, st.true_area))
         return
     stats = metric.item_stats(st.inter, st.pred_area, st.true_area)
     default = metric.item_stats(st.default_inter, st.default_pred_area, st.true_area)
-    table.add(c, fold_index, stats.reshape(cells, n, stats.shape[-1]), default)
+    table.add(c, index, stats.reshape(cells, n, stats.shape[-1]), default)
 
 
 def _score_chunks(
@@ -141,23 +150,23 @@ def _score_chunks(
 
     ``item`` metrics sum per-image scores (``ScoreTable``), ``pooled`` ones their additive statistics
     (``StatsTable``); both vectorized over the cells. ``volume`` metrics go case by case (``score_cases``).
+    With ``tile.size > 0`` an ``item`` metric's image is the slide: its tiles' statistics are summed per cell
+    (``GroupedStats``) and each slide is scored once, as the leaderboard scores whole test slides.
     """
     metric = cfg.competition.scorer
     if metric.kind == "volume":
         return score_cases(cfg, oof, grid, truth, metric, progress)
     size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
     num_classes = oof.shape[0]
-    if metric.kind == "item":
-        table: Table = ScoreTable(num_classes, len(oof.folds), grid.size, grid.tie_rank())
-    else:
-        width = metric.item_stats(0, 0, 0).shape[-1]
-        table = StatsTable(num_classes, len(oof.folds), grid.size, width, metric.finalize, grid.tie_rank())
+    # tiled competitions: an item metric scores whole slides (kseg.tiling.slide_groups); pooled ones need no groups
+    groups, slides = slide_groups(oof.ids) if cfg.tile.enabled and metric.kind == "item" else (None, None)
+    table = _new_table(metric, oof, grid, groups, slides)
     exclusive = cfg.competition.exclusive
     fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
     chunk_size = max(1, cfg.tune.chunk_size)
     n_chunks = sum(math.ceil(len(f.ids) / chunk_size) for f in oof.experiments[oof.names[0]])
     log.info(
-        "tuning %d cells x %d classes on %d OOF images of %s (%d folds), metric %s (%s reduction, vectorized)",
+        "tuning %d cells x %d classes on %d OOF images of %s (%d folds), metric %s (%s reduction, vectorized%s)",
         grid.size,
         num_classes,
         len(oof),
@@ -165,7 +174,9 @@ def _score_chunks(
         len(oof.folds),
         metric.name,
         metric.kind,
+        "" if slides is None else f", tiles summed per slide: {len(slides)} slides scored",
     )
+    rows = pd.Index(oof.ids)
     bar = tqdm(
         oof.chunks(chunk_size),
         total=n_chunks,
@@ -177,13 +188,37 @@ def _score_chunks(
         n = len(chunk.ids)
         masks = truth.masks(chunk.ids, size)
         fold_index = np.full(n, fold_pos[chunk.fold], dtype=np.int64)
-        table.add_images(fold_index)
+        if isinstance(table, GroupedStats):
+            index = groups[rows.get_indexer(chunk.ids)]  # type: ignore[index]
+        else:
+            table.add_images(fold_index)
+            index = fold_index
         q = exclusive_candidates(chunk.q) if exclusive else chunk.q
         for c in range(num_classes):
             aux = None if chunk.aux is None else chunk.aux[:, c]
             st = class_grid_stats(q[:, c], masks[:, c], grid, aux)
-            _add_class(table, metric, c, fold_index, st, grid.size)
-    return table
+            _add_class(table, metric, c, index, st, grid.size)
+    return table.table(metric.item_scores, grid.tie_rank()) if isinstance(table, GroupedStats) else table
+
+
+def _new_table(
+    metric: Metric, oof: OOFSet, grid: Grid, groups: np.ndarray | None, slides: np.ndarray | None
+) -> Table | GroupedStats:
+    """The accumulator of ``metric``'s kind; ``groups`` int [len(oof)] (each row's index into ``slides`` [G]):
+    an ``item`` metric then sums each slide's raw statistics first (``GroupedStats``)."""
+    num_classes, folds = oof.shape[0], len(oof.folds)
+    if metric.kind == "item" and groups is not None and slides is not None:
+        base = oof.experiments[oof.names[0]]  # oof.ids: these folds' ids in order
+        fold = pd.Series(np.repeat(np.arange(folds), [len(f.ids) for f in base])).groupby(groups)
+        split = fold.nunique()
+        if (split > 1).any():
+            slide = slides[int(split.index[split.to_numpy() > 1][0])]
+            raise ValueError(f"OOF tiles of slide {slide!r} lie in more than one fold; a slide is one fold's unit")
+        return GroupedStats(num_classes, folds, grid.size, fold.first().to_numpy())
+    if metric.kind == "item":
+        return ScoreTable(num_classes, folds, grid.size, grid.tie_rank())
+    width = metric.item_stats(0, 0, 0).shape[-1]
+    return StatsTable(num_classes, folds, grid.size, width, metric.finalize, grid.tie_rank())
 
 
 def tune(

@@ -14,6 +14,9 @@ the first five with the others fixed never keeps a pixel more (a higher threshol
 pixels, the others only remove components or empty masks), so a tie goes to the cell that keeps fewest
 pixels along the first axis that separates them; the order is total, so the choice is unique.
 ``Grid.tie_rank`` encodes it; without a rank (``tie_rank=None``) the first tied cell wins.
+
+Tiled competitions (``tile.size > 0``) score whole slides: ``GroupedStats`` sums each slide's tile statistics
+per cell and hands a ``ScoreTable`` of per-slide scores to the same choice (a slide is one image there).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from kseg.metrics.items import sum_groups
 
 TIE_TOL = 1e-9  # cells within TIE_TOL * n_images of the best count as tied (see the module docstring)
 
@@ -190,4 +195,51 @@ class StatsTable(_FoldSums):
         """Score of every cell per fold [F, cells] (NaN for folds without images)."""
         out = self.finalize(self.stats[c])
         out[self.counts == 0] = np.nan
+        return out
+
+
+class GroupedStats:
+    """Raw statistics of every cell summed per group of OOF rows (the tiles of a slide), for ``item`` metrics.
+
+    ``sums`` int64 [C, cells, G, 3] and ``default`` [C, G, 3] hold (inter, pred_area, true_area) per group;
+    ``group_fold`` int [G] is each group's position on the fold axis (a group lies in one fold). ``table`` scores
+    every group once (``score(inter, pred_area, true_area)``, a metric's ``item_scores``) into a ``ScoreTable``
+    whose images are the groups.
+    """
+
+    def __init__(self, num_classes: int, num_folds: int, num_cells: int, group_fold: np.ndarray) -> None:
+        self.group_fold = np.asarray(group_fold, dtype=np.int64)
+        if self.group_fold.ndim != 1 or (
+            self.group_fold.size and not 0 <= self.group_fold.min() <= self.group_fold.max() < num_folds
+        ):
+            raise ValueError(f"GroupedStats: group_fold must be fold positions in 0..{num_folds - 1}")
+        self.num_folds, g = num_folds, self.group_fold.size
+        self.sums = np.zeros((num_classes, num_cells, g, 3), dtype=np.int64)
+        self.default = np.zeros((num_classes, g, 3), dtype=np.int64)
+
+    def add(
+        self,
+        c: int,
+        group: np.ndarray,
+        inter: np.ndarray,
+        pred_area: np.ndarray,
+        true_area: np.ndarray,
+        default: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Book one class of a chunk: group int [n], inter / pred_area [cells, n], true_area [n], default
+        (inter, pred_area) [n] at threshold 0.5."""
+        true = np.broadcast_to(true_area, inter.shape)
+        self.sums[c] += sum_groups(np.stack([inter, pred_area, true], axis=-1), group, self.group_fold.size, axis=1)
+        self.default[c] += sum_groups(np.stack([*default, true_area], axis=-1), group, self.group_fold.size)
+
+    def table(
+        self, score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], tie_rank: np.ndarray | None
+    ) -> ScoreTable:
+        """The ``ScoreTable`` of per-group scores: ``counts`` [F] = groups per fold."""
+        num_classes, num_cells = self.sums.shape[:2]
+        out = ScoreTable(num_classes, self.num_folds, num_cells, tie_rank)
+        out.add_images(self.group_fold)
+        for c in range(num_classes):
+            s, d = self.sums[c], self.default[c]
+            out.add(c, self.group_fold, score(s[..., 0], s[..., 1], s[..., 2]), score(d[:, 0], d[:, 1], d[:, 2]))
         return out
