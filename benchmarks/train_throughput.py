@@ -12,6 +12,7 @@ excluded and ``ratio`` = kseg loop images/s / bare step images/s measures the lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -63,7 +64,7 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
     )
     info = DistInfo(device=torch.device(device))
     rt = Runtime.from_config(cfg, info)
-    rt = Runtime(rt.device, rt.amp, rt.channels_last, progress=False)
+    rt = dataclasses.replace(rt, progress=False)  # keeps the AMP dtype chosen for the device
     torch.manual_seed(0)
     model = build_model(cfg).to(rt.device)
     if rt.channels_last:
@@ -71,7 +72,7 @@ def measure(config: str, size: tuple[int, int], bs: int, device: str, steps: int
     loss_fn = build_loss(cfg).to(rt.device)
     opt = build_optimizer(cfg, model.parameters())
     sched = build_scheduler(cfg, opt, steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=rt.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=rt.needs_scaler)  # float16 only: bfloat16 needs none
     c = cfg.competition.num_classes
     batches = [
         {

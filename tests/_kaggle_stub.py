@@ -25,6 +25,7 @@ class KaggleStub:
         self.create_dataset: dict = {"ref": "tester/kseg-demo", "url": dataset_url, "status": "ok"}
         self.create_version: dict = {"ref": "tester/kseg-demo", "url": dataset_url, "status": "ok"}
         self.submission: dict = {"message": "Successfully submitted to Demo Steel"}
+        self.submissions: list[dict] = []  # ListSubmissions answers, newest first (ApiSubmission json)
         self.put_status = 200
         self.outputs = {"submission.csv": b"ImageId,EncodedPixels,ClassId\n"}
         self.version = 0
@@ -78,6 +79,8 @@ class KaggleStub:
             return 200, {"token": "subtok", "createUrl": f"http://127.0.0.1:{self.port}/upload/subtok"}
         if method in ("CreateSubmission", "CreateCodeSubmission"):
             return 200, self.submission
+        if method == "ListSubmissions":
+            return 200, {"submissions": self.submissions}
         return 404, {"code": 404, "message": f"stub: no {method}"}
 
     def _handler(self):

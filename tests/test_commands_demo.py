@@ -76,3 +76,13 @@ def test_demo_command_stage_list(tmp_path: Path) -> None:
     with_oof = stage_commands(Path("c.yaml"), tmp_path, [], "hflip", Path("s.csv"), oof_tta="hflip")
     assert [s[0] for s in with_oof] == ["folds", "train", "predict", "tune", "predict", "validate"]
     assert with_oof[2][with_oof[2].index("--tta") + 1] == "hflip" and "--oof" in with_oof[2]
+
+
+@pytest.mark.parametrize("name", ["uwmgi", "contrails"])
+def test_demo_ends_with_the_kernel_on_nested_and_array_layouts(name, tmp_path, monkeypatch) -> None:
+    """uwmgi (image_path files in nested folders) and contrails (array record folders) rehearse their kernel."""
+    argv = ["--competition", name, "--small", "--fast", "--out", str(tmp_path / name), f"runs_dir={tmp_path}/runs"]
+    calls = run_demo(argv, monkeypatch)
+    assert [c[:2] for c in calls[-3:]] == [["validate", "-c"], ["kernel", "build"], ["kernel", "rehearse"]]
+    assert all(f"data.root={tmp_path / name}" in c for c in calls[-2:])
+    assert run_demo([*argv, "--no-kernel"], monkeypatch)[-1][0] == "validate"

@@ -92,6 +92,25 @@ def test_bad_overrides_name_key_value_and_choices(override: str, message: str) -
     assert message in str(e.value)
 
 
+def test_dotted_overrides_reach_into_dict_fields() -> None:
+    from kseg.config import load_config
+
+    demo = REPO / "configs" / "demo.yaml"  # model.kwargs {encoder_depth: 3, ...} in the file
+    cfg = load_config(
+        demo,
+        ["model.kwargs.decoder_channels=[16, 8, 8]", "competition.metric=fbeta", "competition.metric_params.beta=2"],
+    )
+    assert cfg.model.kwargs["decoder_channels"] == [16, 8, 8]
+    assert cfg.model.kwargs["encoder_depth"] == load_config(demo).model.kwargs["encoder_depth"]  # merged, kept
+    assert cfg.competition.metric_params == {"beta": 2}
+    with pytest.raises(ConfigError, match="unknown key competition.metric_params.gamma for metric fbeta"):
+        load_config(demo, ["competition.metric=fbeta", "competition.metric_params.gamma=1"])
+    with pytest.raises(ConfigError, match=r"competition.metric_params.beta: -1.0 is out of range"):
+        load_config(demo, ["competition.metric=fbeta", "competition.metric_params.beta=-1"])
+    with pytest.raises(ConfigError, match="unknown key model.kwargz.x: valid keys here are"):
+        load_config(demo, ["model.kwargz.x=1"])
+
+
 def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
     (tmp_path / "configs" / "competitions").mkdir(parents=True)
     (tmp_path / "configs" / "competitions" / "c.yaml").write_text((CONFIGS / "competitions/tgs-salt.yaml").read_text())

@@ -156,3 +156,14 @@ def test_predict_submission_goes_through_tiles(tmp_path: Path) -> None:
     assert sub.predicted.tolist() == [want, want]
     with pytest.raises(ValueError, match="--save-probs and --pseudo-labels need whole images"):
         predict_submission(cfg, ensemble=_ensemble(cfg, PixelModel()), out=out, save_probs=tmp_path / "p")
+
+
+@pytest.mark.parametrize("normalize", ["imagenet", "unit", "max"])
+def test_tile_inputs_are_normalised_as_in_training(normalize: str) -> None:
+    cfg = load_config(REPO / "configs/demo.yaml", [f"data.normalize={normalize}"])
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5  # maxima well below 1
+    got = to_model_input(x, cfg)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    want = {"imagenet": (x - mean) / std, "unit": x, "max": x / x.amax(dim=(1, 2, 3), keepdim=True)}[normalize]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -267,3 +267,26 @@ def test_push_with_wandb_offline_records_a_kernel_run(cfg, cli, stub, tmp_path, 
     run_id = record["wandb"]["kernel_run"]
     assert isinstance(run_id, str) and run_id
     assert list((Path(cfg.kernel.dir) / "demo" / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_scores_of_recorded_submissions_reach_push_json_and_the_report(cfg, cli, stub, tmp_path):
+    from kseg.kernel.scores import refresh_scores
+    from kseg.report.table import experiment_row
+
+    push(cfg, cli=cli, backoff=FAST, sleep=NO_SLEEP, wait=True)
+    submit(cfg, "kernel v7", cli=cli)
+    at = load_record(cfg)["submissions"][0]["at"]
+    stub.submissions = [  # the server's answer as the kaggle CLI 2.x gets it (ApiSubmission json), newest first
+        {"ref": 502, "date": "2099-01-01T00:00:00.000Z", "description": "someone else's", "status": "COMPLETE"},
+        {"ref": 501, "date": at.replace("+00:00", ".000Z"), "description": "kernel v7", "status": "PENDING"},
+    ]
+    (sub,) = refresh_scores(cfg, cli=cli)
+    assert stub.body("ListSubmissions")["competitionName"] == "demo"
+    assert (sub["ref"], sub["status"], sub["public_score"], sub["private_score"]) == ("501", "pending", None, None)
+    stub.submissions[1].update(status="COMPLETE", publicScore="0.8123", privateScore="0.7999")
+    (sub,) = refresh_scores(cfg, cli=cli)  # followed by its ref now
+    assert (sub["status"], sub["public_score"], sub["private_score"]) == ("complete", 0.8123, 0.7999)
+    assert load_record(cfg)["submissions"][0]["public_score"] == 0.8123
+    cfg.layout.config.parent.mkdir(parents=True, exist_ok=True)
+    cfg.layout.config.write_text(f"kernel:\n  dir: {cfg.kernel.dir}\n")
+    assert experiment_row(Path(cfg.runs_dir), cfg.name).lb == ["v7: 0.8123"]  # kseg report's LB column

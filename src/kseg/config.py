@@ -20,7 +20,7 @@ from kseg.competition import CompetitionSpec
 from kseg.config_yaml import configs_root, load_raw, parse_override, read_yaml, resolve_competition
 from kseg.layout import FOLDS_CSV, INPUT_DIR, KERNELS_DIR, RUNS_DIR, KernelLayout, RunLayout
 from kseg.tiling import TileConfig
-from kseg.typed import ConfigError, bounded, choice, convert_key, from_dict, out_of_range, to_dict
+from kseg.typed import ConfigError, bounded, choice, convert_key, dict_prefix, from_dict, out_of_range, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     raw = dict(raw)
     for text in overrides:
         key, value = parse_override(text)
-        convert_key(Config, key, value)  # unknown keys, types and values fail early, naming the dotted key
+        if dict_prefix(Config, key) is None:  # a key inside a dict field (model.kwargs.x) is checked with the config
+            convert_key(Config, key, value)  # unknown keys, types and values fail early, naming the dotted key
         node = raw
         parts = key.split(".")
         for p in parts[:-1]:

@@ -272,6 +272,21 @@ def field_type(cls: type, dotted: str) -> Any:
     return field_at(cls, dotted)[0]
 
 
+def dict_prefix(cls: type, dotted: str) -> str | None:
+    """The dotted name of the ``dict`` field that key ``a.b.c`` reaches into (``model.kwargs`` for
+    ``model.kwargs.decoder_channels``), None when the key names a field itself or does not exist."""
+    parts = dotted.split(".")
+    for i in range(1, len(parts)):
+        prefix = ".".join(parts[:i])
+        try:
+            tp = field_type(cls, prefix)
+        except ConfigError:
+            return None
+        if tp is dict or get_origin(tp) is dict:
+            return prefix
+    return None
+
+
 def convert_key(cls: type, dotted: str, value: Any) -> Any:
     """``value`` converted and checked as dotted field ``dotted`` of ``cls`` (unknown keys raise)."""
     tp, f = field_at(cls, dotted)
@@ -286,6 +301,7 @@ __all__ = [
     "choice",
     "coerce",
     "convert_key",
+    "dict_prefix",
     "field_at",
     "field_type",
     "from_dict",

@@ -34,7 +34,9 @@ COMPETITIONS = (
     "contrails",
     "hubmap",
 )
-KERNEL_DEMOS = ("demo", "hubmap")  # also build and rehearse the kernel (hubmap: tiled slides through the kernel)
+# also build and rehearse the kernel: hubmap tiles whole slides, uwmgi finds nested files by competition.image_path
+# and stacks volume slices, contrails reads record folders of arrays (competition.arrays)
+KERNEL_DEMOS = ("demo", "hubmap", "uwmgi", "contrails")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-kernel",
         action="store_true",
-        help=f"stop after validate (by default {' and '.join(KERNEL_DEMOS)} also build and rehearse their kernel)",
+        help=f"stop after validate (by default {', '.join(KERNEL_DEMOS)} also build and rehearse their kernel)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every stage")
 

@@ -1,4 +1,4 @@
-"""``kseg kernel build|rehearse|push|status|submit``: offline Kaggle inference kernels.
+"""``kseg kernel build|rehearse|push|status|submit|scores``: offline Kaggle inference kernels.
 
 kseg kernel build    -c CONFIG [--runs EXP ...] [--folds 0,1] [--tta MODE] [--no-wheels]
                      [--allow-postprocess-mismatch] [--force] [key=value ...]
@@ -6,6 +6,7 @@ kseg kernel rehearse -c CONFIG [--isolation auto|unshare|guard] [--timeout S] [-
 kseg kernel push     -c CONFIG [-m MSG] [--no-wait] [--no-output] [--poll S] [--timeout S] [key=value ...]
 kseg kernel status   -c CONFIG [--wait] [--poll S] [--timeout S] [key=value ...]
 kseg kernel submit   -c CONFIG -m MSG [--file CSV] [key=value ...]
+kseg kernel scores   -c CONFIG [key=value ...]
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("-m", "--message", required=True, help="submission description")
     m.add_argument("--file", default=None, help="csv to submit (file competitions); default: the kernel version")
 
+    c = sub.add_parser("scores", help="leaderboard scores of recorded submissions (kaggle competitions submissions)")
+    add_config_arguments(c)
+
 
 def _poll_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poll", type=float, default=15.0, help="first polling interval in seconds (then x1.5, max 300)")
@@ -117,6 +121,8 @@ def _rehearse(args: argparse.Namespace, overrides: list[str]) -> int:
 
     cfg = load_config(args.config, overrides)
     result = rehearse(cfg, isolation=args.isolation, timeout=args.timeout, keep=args.keep, echo=not args.quiet)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     if result.passed:
         print(
             f"rehearsal PASSED in {result.seconds:.1f}s (network cut: {result.isolation}); "
@@ -139,6 +145,19 @@ def _print_kernel(record: dict) -> int:
     return 1 if k.get("status") in ("error", "cancel_acknowledged") else 0
 
 
+def _print_scores(cfg) -> int:
+    from kseg.kernel.scores import refresh_scores
+
+    for sub in refresh_scores(cfg):
+        where = f"v{sub['kernel_version']}" if sub.get("kernel_version") is not None else (sub.get("file") or "csv")
+        public, private = (sub.get(k) for k in ("public_score", "private_score"))
+        print(
+            f"{sub.get('at', '')}  {where}  {sub.get('status', 'not found')}  public "
+            f"{'-' if public is None else public}  private {'-' if private is None else private}  {sub['message']!r}"
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     runs, overrides = split_runs(args)
     if args.action == "build":
@@ -154,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "submit":
             print(submit(cfg, args.message, file=args.file))
             return 0
+        if args.action == "scores":
+            return _print_scores(cfg)
         backoff = Backoff(first=args.poll, timeout=args.timeout)
         if args.action == "push":
             record = push(cfg, args.message, wait=not args.no_wait, backoff=backoff, fetch=not args.no_output)

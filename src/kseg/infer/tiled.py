@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from kseg.config import Config
-from kseg.data.pixels import IMAGENET_MEAN, IMAGENET_STD
+from kseg.data.pixels import model_input
 from kseg.data.slides import Slide, SlideLayoutError, read_scaled
 from kseg.infer.ensemble import Ensemble
 from kseg.infer.strips import encode_strips
@@ -37,9 +37,6 @@ from kseg.tiling import TileConfig, starts, weight_sums, window_1d
 log = logging.getLogger(__name__)
 
 __all__ = ["Canvas", "WindowDataset", "predict_slide", "slide_rles", "to_model_input", "check_tiled_spec"]
-
-_MEAN = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)
-_STD = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
 
 
 class WindowDataset(Dataset):
@@ -60,10 +57,8 @@ class WindowDataset(Dataset):
 
 
 def to_model_input(x: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """[N, 3, h, w] in [0, 1] -> the group's normalisation (``data.normalize``)."""
-    if cfg.data.normalize == "imagenet":
-        return (x - _MEAN.to(x.device)) / _STD.to(x.device)
-    return x
+    """[N, K, h, w] float in [0, 1] -> the group's normalisation (``data.normalize``), as training sees it."""
+    return model_input(x, cfg.data.normalize)
 
 
 class Canvas:

@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import torch
 
-from kseg.competition import list_test_ids
+from kseg.competition import list_test_ids, read_train_labels
 from kseg.config import Config, read_saved_config
-from kseg.data.images import read_image
+from kseg.data.inputs import ImagePaths, InputReader
 from kseg.infer.ensemble import resolve_device, tta_proba
 from kseg.layout import RunLayout
 from kseg.tta import get_tta
@@ -42,6 +42,7 @@ __all__ = [
     "check_budget",
     "best_seconds",
     "forward_seconds",
+    "io_sample",
 ]
 
 _IO_SAMPLES = 8  # local test images timed for the per-image CPU work
@@ -169,23 +170,58 @@ def forward_seconds(mcfg: Config, device: torch.device, batch: int, amp: bool) -
     return best_seconds(run) / batch
 
 
-def _io_seconds(cfg: Config) -> float:
-    """Per-image CPU work around the model, timed on up to ``_IO_SAMPLES`` local test images (0 without any)."""
+def _sample_ids(cfg: Config, limit: int) -> tuple[list[str], str]:
+    """Up to ``limit`` local test ids and their folder, else (an empty sample submission, no test folder)
+    the first training ids and theirs: the per-image read costs the same on either."""
     spec = cfg.competition
-    folder = cfg.data_root / spec.test_images
-    files = sorted(folder.glob(f"*{spec.image_ext}"))[:_IO_SAMPLES] if folder.is_dir() else []
-    if not files:
+    try:
+        ids = list_test_ids(spec, cfg.data_root)[:limit]
+    except FileNotFoundError as e:
+        log.info("run-time estimate: no local test images (%s)", e)
+        ids = []
+    if ids:
+        return ids, spec.test_images
+    if spec.arrays is not None:
+        folder = cfg.data_root / spec.train_images
+        ids = sorted(p.name for p in folder.iterdir() if p.is_dir())[:limit] if folder.is_dir() else []
+    else:
+        try:
+            ids = read_train_labels(spec, cfg.data_root, missing_ok=True)["image_id"].head(limit).tolist()
+        except FileNotFoundError as e:
+            log.info("run-time estimate: no local training images either (%s)", e)
+    if ids:
+        log.info("run-time estimate: no local test images, the per-image read is timed on %d training ones", len(ids))
+    return ids, spec.train_images
+
+
+def io_sample(cfg: Config, limit: int = _IO_SAMPLES) -> InputReader | None:
+    """A reader of up to ``limit`` local inputs (test ids in ``list_test_ids`` order, else training ids),
+    resolved as ``kseg predict`` resolves them (``competition.image_path`` templates in nested folders,
+    ``competition.arrays`` record folders, ``competition.volume`` stacks); None when there are none."""
+    spec = cfg.competition
+    ids, folder = _sample_ids(cfg, limit)
+    if not ids:
+        return None
+    paths = ImagePaths(spec, cfg.data_root / folder)
+    return InputReader(spec, ids, [paths(i) for i in ids])
+
+
+def _io_seconds(cfg: Config) -> float:
+    """Per-image CPU work around the model, timed on up to ``_IO_SAMPLES`` local test inputs (0 without any)."""
+    reader = io_sample(cfg)
+    if reader is None:
         return 0.0
+    spec = cfg.competition
     h, w = cfg.data.image_size
 
     def run() -> None:
-        for file in files:
-            image = read_image(file)
-            small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        for i in range(len(reader.ids)):
+            image = reader(i)  # float32 [H, W, K]
+            small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, -1)
             probs = cv2.resize(small[..., 0], image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
             spec.rle.encode_batch(np.repeat((probs > 0.5)[None], spec.num_classes, axis=0))
 
-    return best_seconds(run, repeats=1) / len(files)
+    return best_seconds(run, repeats=1) / len(reader.ids)
 
 
 def estimate_run_time(
@@ -217,7 +253,13 @@ def estimate_run_time(
 
 
 def check_budget(estimate: RunTimeEstimate, force: bool) -> list[str]:
-    """Warnings for an estimate over the limit when ``force``; raises KernelBudgetError otherwise."""
+    """Warnings for an estimate over the limit when ``force`` (raises KernelBudgetError otherwise), or of no images."""
+    if estimate.images == 0:
+        return [
+            "run-time estimate for 0 test images: the local test set is empty (a sample submission without rows, "
+            "as UW-Madison's public one, which Kaggle fills only when it scores the kernel); set "
+            "kernel.test_images to the hidden test set's size for a real estimate"
+        ]
     if estimate.fits:
         return []
     msg = (

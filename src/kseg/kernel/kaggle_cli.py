@@ -7,6 +7,7 @@ with the CLI's own words otherwise.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ __all__ = [
     "parse_kernel_status",
     "parse_kernel_output",
     "parse_submit",
+    "parse_submissions",
 ]
 
 TERMINAL_KERNEL_STATES = ("complete", "error", "cancel_acknowledged")
@@ -168,3 +170,46 @@ def parse_submit(res: CLIResult) -> str:
     if not re.search(r"successfully submitted", text, re.I):
         raise res.fail("no 'Successfully submitted' message")
     return next(line for line in text.splitlines() if re.search("successfully submitted", line, re.I))
+
+
+SUBMISSION_COLUMNS = ("ref", "fileName", "date", "description", "status", "publicScore", "privateScore")
+
+
+def _score(text: str) -> float | None:
+    """A leaderboard score cell: '' / 'None' (not scored or not public yet) -> None."""
+    text = text.strip()
+    if text in ("", "None", "null"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_submissions(res: CLIResult) -> list[dict]:
+    """Rows of ``kaggle competitions submissions COMP -v`` (csv with ``SUBMISSION_COLUMNS``), newest first:
+    {ref, file, date, description, status ('complete' / 'pending' / 'error'), public_score, private_score}."""
+    _check_exit(res)
+    lines = res.stdout.splitlines()
+    if any(line.strip() == "No submissions found" for line in lines):
+        return []
+    start = next((i for i, line in enumerate(lines) if line.startswith("ref,fileName,")), None)
+    if start is None:
+        raise res.fail(f"no submissions csv (header {','.join(SUBMISSION_COLUMNS)})")
+    rows = []
+    for row in csv.DictReader(lines[start:]):
+        missing = [c for c in SUBMISSION_COLUMNS if row.get(c) is None]
+        if missing:
+            raise res.fail(f"submissions csv row without {missing}: {row}")
+        rows.append(
+            {
+                "ref": row["ref"].strip(),
+                "file": row["fileName"],
+                "date": row["date"].strip(),
+                "description": row["description"],
+                "status": row["status"].strip().removeprefix("SubmissionStatus.").lower(),
+                "public_score": _score(row["publicScore"]),
+                "private_score": _score(row["privateScore"]),
+            }
+        )
+    return rows

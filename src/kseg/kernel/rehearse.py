@@ -57,6 +57,7 @@ class RehearsalResult:
     submission: Path | None = None
     problems: list[str] = field(default_factory=list)
     workdir: Path | None = None  # kept only with keep=True
+    warnings: list[str] = field(default_factory=list)  # e.g. it predicted nothing (an empty sample submission)
 
 
 def make_kaggle_root(top: Path, competition_dirs: dict[str, Path]) -> Path:
@@ -198,8 +199,14 @@ def _run_script(
     return rc, kaggle / KAGGLE_WORKING / SUBMISSION_CSV
 
 
-def _check_output(cfg: Config, build: KernelLayout, rc: int, produced: Path) -> tuple[Path | None, list[str]]:
-    """Copy the ``produced`` submission next to the rehearsal log and validate it; (its copy, problems)."""
+def _check_output(
+    cfg: Config, build: KernelLayout, rc: int, produced: Path, warnings: list[str]
+) -> tuple[Path | None, list[str]]:
+    """Copy the ``produced`` submission next to the rehearsal log and validate it; (its copy, problems).
+
+    A valid submission without rows (the local sample submission has none) passes, with a ``warnings`` line:
+    the model never ran.
+    """
     from kseg.submission.validate import validate_submission
 
     problems: list[str] = []
@@ -213,6 +220,12 @@ def _check_output(cfg: Config, build: KernelLayout, rc: int, produced: Path) -> 
         shutil.copy2(produced, submission)
         report = validate_submission(submission, cfg)
         problems += report.problems
+        if report.ok and not report.rows:
+            warnings.append(
+                f"the kernel predicted no images: {cfg.data_root / cfg.competition.sample_submission} has no rows "
+                "(Kaggle fills an empty public sample, as UW-Madison's, only when it scores the kernel); rehearse "
+                "on a copy of the data whose sample submission lists test images to run the model"
+            )
     return submission, problems
 
 
@@ -230,17 +243,22 @@ def rehearse(
     log_path = build.rehearsal_log
 
     work = Path(tempfile.mkdtemp(prefix="kseg-rehearse-"))
+    warnings: list[str] = []
     start = time.time()
     try:
         rc, produced = _run_script(cfg, work, build, meta, manifest["competition"], mode, timeout, echo)
         seconds = time.time() - start
-        submission, problems = _check_output(cfg, build, rc, produced)
+        submission, problems = _check_output(cfg, build, rc, produced, warnings)
     finally:
         if keep:
             log.info("rehearsal folder kept: %s", work)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    result = RehearsalResult(not problems, rc, seconds, mode, log_path, submission, problems, work if keep else None)
+    result = RehearsalResult(
+        not problems, rc, seconds, mode, log_path, submission, problems, work if keep else None, warnings
+    )
+    for w in warnings:
+        log.warning("%s", w)
     write_json(
         build.rehearsal_record,
         {
@@ -249,6 +267,7 @@ def rehearse(
             "seconds": round(seconds, 1),
             "isolation": mode,
             "problems": problems,
+            "warnings": warnings,
             "script": str(build.kernel / meta["code_file"]),
         },
     )
