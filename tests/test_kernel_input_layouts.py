@@ -122,7 +122,7 @@ def _rows(path: Path, cfg) -> set[tuple[str, ...]]:
 @pytest.mark.parametrize("name", ["uwmgi", "contrails"])
 def test_kernel_rehearses_offline_on_the_layout(name, roots, tmp_path, monkeypatch) -> None:
     """The real generated script: kseg installed from its wheel, network cut, predict + validate on the layout."""
-    cfg = _cfg(name, roots[name], tmp_path)
+    cfg = _cfg(name, roots[name], tmp_path, "kernel.smoke_images=8")
     _built(cfg, monkeypatch)
     r = rehearse(cfg, isolation="auto", timeout=300, echo=False)
     text = r.log_path.read_text()
@@ -139,4 +139,10 @@ def test_kernel_rehearses_offline_on_the_layout(name, roots, tmp_path, monkeypat
     assert pd.read_csv(empty.submission).columns.tolist() == ["id", "class", "predicted"]
     assert len(read_csv(empty.submission)) == 0
     (warning,) = empty.warnings
-    assert "predicted no images" in warning and "sample_submission.csv has no rows" in warning
+    assert "predicted no test images" in warning and "sample_submission.csv has no rows" in warning
+    assert "smoke test predicted training images instead: 24 rows" in warning  # kernel.smoke_images=8 x 3
+    smoke = read_csv(tmp_path / "kernels/uwmgi/unet-r34-25d/rehearsal/smoke_submission.csv")
+    first = list(dict.fromkeys(read_csv(roots["uwmgi"] / "train.csv")["id"]))[:8]  # train.csv order
+    assert smoke["id"].tolist() == [i for i in first for _ in range(3)]
+    assert smoke["class"].tolist() == ["large_bowel", "small_bowel", "stomach"] * 8
+    assert (smoke["predicted"] != "").any()  # random weights: some pixels over the threshold

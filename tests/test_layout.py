@@ -94,6 +94,7 @@ def test_kernel_layout_paths() -> None:
     assert k.rehearsal_log == root / "rehearsal/rehearsal.log"
     assert k.rehearsal_record == root / "rehearsal/rehearsal.json"
     assert k.rehearsal_submission == root / "rehearsal/submission.csv"
+    assert k.rehearsal_smoke == root / "rehearsal/smoke_submission.csv"
     assert k.output(3) == root / "output/v3"
     assert k.output(None) == root / "output/vlatest"
     assert k.push_record == root / "push.json"
@@ -194,4 +195,5 @@ def test_kernel_script_template_repeats_the_layout_names() -> None:
         t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
     }
     assert ast.literal_eval(assigned["MANIFEST"]) == L.MANIFEST
+    assert ast.literal_eval(assigned["SMOKE_CSV"]) == L.SMOKE_CSV
     assert {L.RUNS_DIR, L.WHEELS_DIR, L.KAGGLE_INPUT, L.KAGGLE_WORKING, L.SUBMISSION_CSV, L.FOLDS_CSV} <= strings

@@ -338,3 +338,15 @@ def list_test_ids(spec: CompetitionSpec, root: str | Path) -> list[str]:
     if spec.image_path:
         raise FileNotFoundError(f"{sample} not found: with competition.image_path the test ids come from it")
     return sorted(spec.image_id(p.name) for p in img_dir.iterdir() if p.name.endswith(spec.image_ext))
+
+
+def list_train_ids(spec: CompetitionSpec, root: str | Path, limit: int | None = None) -> list[str]:
+    """The first ``limit`` (None: all) training image ids: record folders of ``train_images`` with
+    ``competition.arrays`` (no label is read), else ``read_train_labels`` order."""
+    root = Path(root)
+    if spec.arrays is not None:
+        folder = root / spec.train_images
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training folder not found: {folder}")
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())[:limit]
+    return read_train_labels(spec, root, missing_ok=True)["image_id"].head(limit).tolist()

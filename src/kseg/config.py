@@ -189,6 +189,9 @@ class KernelConfig:
     test_images: int = bounded(0, ge=0, note="(0 = the local test set's size)")  # hidden test set size
     gpu_speedup: float = bounded(10.0, gt=0)  # CPU / GPU seconds per forward; assumed until measured on a GPU
     startup_minutes: float = bounded(2.0, ge=0)  # offline wheel install + checkpoint loading
+    # an empty sample submission (Kaggle fills it only when it scores the kernel): predict this many training
+    # images instead, so the commit run exercises the model (kseg.kernel.smoke); 0 = off
+    smoke_images: int = bounded(32, ge=0)
 
 
 @dataclass(frozen=True)

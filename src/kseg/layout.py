@@ -77,6 +77,7 @@ REHEARSAL_RECORD = "rehearsal.json"
 KAGGLE_INPUT = "input"
 KAGGLE_WORKING = "working"
 SUBMISSION_CSV = "submission.csv"
+SMOKE_CSV = "smoke_submission.csv"  # training images predicted when the sample submission has no rows
 
 
 def fold_dir_name(fold: int) -> str:
@@ -307,6 +308,11 @@ class KernelLayout:
     @property
     def rehearsal_submission(self) -> Path:
         return self.rehearsal / SUBMISSION_CSV
+
+    @property
+    def rehearsal_smoke(self) -> Path:
+        """The kernel's smoke test output (kseg.kernel.smoke), when its sample submission had no rows."""
+        return self.rehearsal / SMOKE_CSV
 
     def output(self, version: int | str | None) -> Path:
         """``output/v<N>/`` (``vlatest`` when the version is unknown): the downloaded kernel output."""

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from kseg.competition import list_test_ids, read_train_labels
+from kseg.competition import list_test_ids, list_train_ids
 from kseg.config import Config, read_saved_config
 from kseg.data.inputs import ImagePaths, InputReader
 from kseg.infer.ensemble import resolve_device, tta_proba
@@ -181,14 +181,10 @@ def _sample_ids(cfg: Config, limit: int) -> tuple[list[str], str]:
         ids = []
     if ids:
         return ids, spec.test_images
-    if spec.arrays is not None:
-        folder = cfg.data_root / spec.train_images
-        ids = sorted(p.name for p in folder.iterdir() if p.is_dir())[:limit] if folder.is_dir() else []
-    else:
-        try:
-            ids = read_train_labels(spec, cfg.data_root, missing_ok=True)["image_id"].head(limit).tolist()
-        except FileNotFoundError as e:
-            log.info("run-time estimate: no local training images either (%s)", e)
+    try:
+        ids = list_train_ids(spec, cfg.data_root, limit)
+    except FileNotFoundError as e:
+        log.info("run-time estimate: no local training images either (%s)", e)
     if ids:
         log.info("run-time estimate: no local test images, the per-image read is timed on %d training ones", len(ids))
     return ids, spec.train_images

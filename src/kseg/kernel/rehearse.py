@@ -26,7 +26,7 @@ import kseg
 from kseg.config import Config
 from kseg.kernel.metadata import read_json, write_json
 from kseg.kernel.offline import Isolation, install_socket_guard, offline_prefix, resolve_isolation
-from kseg.layout import KAGGLE_INPUT, KAGGLE_WORKING, SUBMISSION_CSV, KernelLayout
+from kseg.layout import KAGGLE_INPUT, KAGGLE_WORKING, SMOKE_CSV, SUBMISSION_CSV, KernelLayout
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,25 @@ def _run_script(
     return rc, kaggle / KAGGLE_WORKING / SUBMISSION_CSV
 
 
+def _no_rows_warning(cfg: Config, build: KernelLayout, smoke: Path, problems: list[str]) -> str:
+    """The warning of a submission without rows; the kernel's smoke test output (which the kernel validated
+    against its own sample of training ids) is kept next to the rehearsal log."""
+    from kseg.competition import read_csv
+
+    sample = cfg.data_root / cfg.competition.sample_submission
+    text = (
+        f"the kernel predicted no test images: {sample} has no rows (Kaggle fills an empty public sample, "
+        "as UW-Madison's, only when it scores the kernel)"
+    )
+    if not smoke.is_file():
+        return text + "; no smoke test ran on training images (kernel.smoke_images=0?)"
+    shutil.copy2(smoke, build.rehearsal_smoke)
+    rows = len(read_csv(smoke))
+    if not rows:
+        problems.append(f"{build.rehearsal_smoke}: the smoke test wrote no rows")
+    return text + f"; its smoke test predicted training images instead: {rows} rows in {build.rehearsal_smoke}"
+
+
 def _check_output(
     cfg: Config, build: KernelLayout, rc: int, produced: Path, warnings: list[str]
 ) -> tuple[Path | None, list[str]]:
@@ -221,11 +240,7 @@ def _check_output(
         report = validate_submission(submission, cfg)
         problems += report.problems
         if report.ok and not report.rows:
-            warnings.append(
-                f"the kernel predicted no images: {cfg.data_root / cfg.competition.sample_submission} has no rows "
-                "(Kaggle fills an empty public sample, as UW-Madison's, only when it scores the kernel); rehearse "
-                "on a copy of the data whose sample submission lists test images to run the model"
-            )
+            warnings.append(_no_rows_warning(cfg, build, produced.with_name(SMOKE_CSV), problems))
     return submission, problems
 
 

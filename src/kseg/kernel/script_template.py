@@ -2,7 +2,8 @@
 
 Installs the wheels shipped in the kseg dataset without the internet, runs ``kseg predict`` with the
 shipped config on the competition's test images into ``<root>/working/submission.csv``, then validates
-it with ``kseg validate``. ``<root>`` is ``/kaggle``, or ``$KSEG_KAGGLE_ROOT`` to run it elsewhere
+it with ``kseg validate`` (a submission without rows, from an empty sample submission, is followed by a smoke
+test on training images: ``kseg.kernel.smoke``). ``<root>`` is ``/kaggle``, or ``$KSEG_KAGGLE_ROOT`` to run it elsewhere
 (``kseg kernel rehearse`` does). Standard library only until the wheels are installed.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 SETTINGS: dict = {}  # @kseg-settings: replaced by kseg kernel build
 
 MANIFEST = "kseg-manifest.json"
+SMOKE_CSV = "smoke_submission.csv"  # kseg.layout.SMOKE_CSV
 ROOT = Path(os.environ.get("KSEG_KAGGLE_ROOT") or "/kaggle")
 MAX_DEPTH = 4
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would look for updates online
@@ -148,12 +150,16 @@ def check_requirements(dists: list) -> None:
         )
 
 
-def kseg(*args: str) -> None:
-    cmd = [sys.executable, "-m", "kseg.cli", *args]
+def run_module(module: str, what: str, *args: str) -> None:
+    cmd = [sys.executable, "-m", module, *args]
     log("running " + " ".join(cmd))
     proc = subprocess.run(cmd)
     if proc.returncode:
-        raise SystemExit(f"kseg {args[0]} failed with exit code {proc.returncode}")
+        raise SystemExit(f"{what} failed with exit code {proc.returncode}")
+
+
+def kseg(*args: str) -> None:
+    run_module("kseg.cli", f"kseg {args[0]}", *args)
 
 
 def main() -> None:
@@ -189,6 +195,12 @@ def main() -> None:
     run_args = ["--runs", *runs] if runs != [SETTINGS["experiment"]] else []
     kseg("predict", "-c", config, "--out", str(out), "--no-progress", *SETTINGS["predict_args"], *run_args, *overrides)
     kseg("validate", "-c", config, str(out), *overrides)
+    with open(out) as f:
+        empty = sum(1 for _ in f) <= 1
+    if empty:  # Kaggle fills an empty sample only when it scores the kernel: run the model on training images
+        log("the sample submission has no rows: smoke test on training images (kernel.smoke_images)")
+        smoke = ["-c", config, "--out", str(working / SMOKE_CSV), "--no-progress", *SETTINGS["predict_args"]]
+        run_module("kseg.kernel.smoke", "the smoke test", *smoke, *run_args, *overrides)
     log(f"done in {time.time() - start:.0f}s: {out}")
 
 
