@@ -26,7 +26,7 @@ from kseg.atomic import atomic_write_text
 from kseg.competition import CompetitionSpec, list_train_ids, read_csv
 from kseg.config import Config, load_config
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kseg.kernel.smoke")  # not __main__ under `python -m`
 
 __all__ = ["sample_rows", "write_smoke_sample", "main"]
 
