@@ -107,3 +107,35 @@ def test_demo_hubmap_end_to_end_through_the_kernel(
     tiles = sum(len(pd.read_csv(f)) for f in (tmp_path / "runs/hubmap/unet-tiles").glob("fold*/oof_ids.csv"))
     assert record["n_images"] == len(folds) < tiles
     assert record["fold_images"] == folds.fold.value_counts().sort_index().tolist()
+    # the logged val_metric of each fold = the per-slide dice of its OOF (oof >= 128, threshold 0.5) against
+    # the train.csv masks, each slide's pixels counted once (its tiles' own boxes), averaged over the slides
+    train = read_csv(data / "train.csv").set_index("id")
+    for fold_dir in sorted((tmp_path / "runs/hubmap/unet-tiles").glob("fold*")):
+        logged = pd.read_csv(fold_dir / "metrics.csv").val_metric.max()  # train.select=best: the kept epoch
+        assert logged == pytest.approx(_slide_dice(fold_dir, data, train), abs=1e-9)
+
+
+def _slide_dice(fold_dir: Path, data: Path, train: pd.DataFrame) -> float:
+    """Mean over the fold's slides of the whole-slide dice of its tile OOF pasted back onto each slide: tiles in
+    grid order, a pixel taken from the first tile that covers it (so overlapping last windows count once)."""
+    oof = np.load(fold_dir / "oof.npy")[:, 0] >= 128
+    ids = pd.read_csv(fold_dir / "oof_ids.csv").image_id.tolist()
+    span = oof.shape[-1]
+    tiles = pd.DataFrame(
+        [[*i.split("@")[0:1], *map(int, i.split("@")[1].split("_"))] for i in ids], columns=list("syx")
+    )
+    dice = []
+    for slide, rows in tiles.groupby("s", sort=False):
+        size = slide_size(data / "train" / f"{slide}.tiff")
+        canvas, done = np.zeros(size, bool), np.zeros(size, bool)
+        for k, row in rows.sort_values(["y", "x"]).iterrows():
+            win = (slice(row.y, row.y + span), slice(row.x, row.x + span))
+            h, w = done[win].shape
+            new = ~done[win]
+            canvas[win][new] = oof[k, :h, :w][new]
+            done[win] = True
+        assert done.all()  # the tiles cover the slide
+        true = ref_decode(train.encoding[slide], size, **PUBLISHED["hubmap"]).astype(bool)
+        total = canvas.sum() + true.sum()
+        dice.append(1.0 if total == 0 else 2 * (canvas & true).sum() / total)
+    return float(np.mean(dice))

@@ -213,27 +213,51 @@ def test_dice_hausdorff_refuses_a_case_split_between_folds(tmp_path) -> None:
         tune(cfg, progress=False)
 
 
-def _windows(mask: np.ndarray, tiles: list[str], span: int) -> np.ndarray:
-    """bool [n, span, span]: the slide mask [H, W] cut at each tile id's (y0, x0), zero past the slide's edge."""
-    out = np.zeros((len(tiles), span, span), dtype=bool)
-    for i, tile in enumerate(tiles):
-        y0, x0 = (int(v) for v in tile.split("@")[1].split("_"))
-        part = mask[y0 : y0 + span, x0 : x0 + span]
-        out[i, : part.shape[0], : part.shape[1]] = part
-    return out
+def _origin(tile: str) -> tuple[int, int]:
+    y0, x0 = tile.split("@")[1].split("_")
+    return int(y0), int(x0)
 
 
-def _per_slide(pred: np.ndarray, true: np.ndarray, slide: pd.Series) -> pd.Series:
-    """Dice per slide of tiles [n, H, W]: each slide's intersections and areas summed, then one dice."""
-    stats = pd.DataFrame({"i": (pred & true).sum((1, 2)), "a": pred.sum((1, 2)) + true.sum((1, 2)), "s": slide})
+def _owned(tiles: list[str], size: tuple[int, int], span: int) -> list[tuple[int, int, int, int]]:
+    """Each tile's own pixels (top, bottom, left, right in its window), found by painting the slide: a pixel
+    belongs to the first tile (grid order) whose window covers it. Checks they cover the slide as rectangles."""
+    owner = np.full(size, -1)
+    for k, tile in enumerate(tiles):
+        y0, x0 = _origin(tile)
+        view = owner[y0 : y0 + span, x0 : x0 + span]
+        view[view < 0] = k
+    assert (owner >= 0).all()
+    boxes = []
+    for k, tile in enumerate(tiles):
+        (y0, x0), (ys, xs) = _origin(tile), np.nonzero(owner == k)
+        box = (ys.min() - y0, ys.max() + 1 - y0, xs.min() - x0, xs.max() + 1 - x0)
+        assert (box[1] - box[0]) * (box[3] - box[2]) == ys.size  # a rectangle
+        boxes.append(box)
+    return boxes
+
+
+def _slide_dice(stats: pd.DataFrame) -> pd.Series:
+    """Dice per slide of per-tile rows (inter i, areas a, slide s): each slide's sums, then one dice."""
     sums = stats.groupby("s", sort=False)[["i", "a"]].sum()
     return pd.Series(np.where(sums.a > 0, 2 * sums.i / sums.a.clip(lower=1), 1.0), index=sums.index)
 
 
+def _tile_stats(probs, truth, boxes, slide, cell: ClassParams) -> pd.DataFrame:
+    """Per tile, cropped to its own box, post-processed alone: intersection and areas."""
+    rows = []
+    for q, t, (top, bottom, left, right) in zip(probs, truth, boxes, strict=True):
+        pred = apply_postprocess_batch(q[None, None, top:bottom, left:right], [cell])[0, 0].astype(bool)
+        true = t[top:bottom, left:right]
+        rows.append(((pred & true).sum(), pred.sum() + true.sum()))
+    return pd.DataFrame(rows, columns=["i", "a"]).assign(s=slide.to_numpy())
+
+
 def test_tiled_dice_is_tuned_per_slide_as_brute_force(tmp_path) -> None:
     """HuBMAP (tile.size > 0): the leaderboard is the mean over test slides of the whole-slide dice (mle-bench
-    hubmap-kidney-segmentation grade.py). Random OOF on the tiles of 4 miniature slides in 3 folds: every cell's
-    score, the choice and the CV score equal a brute-force recomputation summing each slide's tiles."""
+    hubmap-kidney-segmentation grade.py). Random OOF on the tiles of 4 miniature slides in 3 folds (their last
+    windows overlap the one before): every cell's score, the choice and the CV score equal a brute-force
+    recomputation summing each slide's tiles over the pixels each holds alone, and at min_size 0 the whole-slide
+    dice of the predictions pasted back onto the slide."""
     root = write_miniature("hubmap", tmp_path / "data", seed=5, n_train=4, n_test=1, size=160)
     overrides = ["tile.size=24", "tile.downscale=2", "tile.overlap=0", f"runs_dir={tmp_path / 'runs'}"]
     tune_keys = ["tune.thresholds=[0.3,0.5,0.7]", "tune.min_sizes=[0,12]", "tune.min_areas=[0,60]", "tune.chunk_size=7"]
@@ -244,39 +268,55 @@ def test_tiled_dice_is_tuned_per_slide_as_brute_force(tmp_path) -> None:
     tiles = expand_tile_ids(cfg, list(train.id), root / "train")
     slide = pd.Series([t.split("@")[0] for t in tiles])
     span = cfg.tile.span
-    truth = np.concatenate(
-        [
-            _windows(
-                ref_decode(rle, slide_size(root / "train" / f"{i}.tiff"), **PUBLISHED["hubmap"]).astype(bool),
-                list(np.array(tiles)[slide == i]),
-                span,
-            )
-            for i, rle in zip(train.id, train.encoding, strict=True)
-        ]
-    )
+    sizes = {i: slide_size(root / "train" / f"{i}.tiff") for i in train.id}
+    masks = {
+        i: ref_decode(rle, sizes[i], **PUBLISHED["hubmap"]).astype(bool)
+        for i, rle in zip(train.id, train.encoding, strict=True)
+    }
+    truth = np.zeros((len(tiles), span, span), dtype=bool)  # windows, zero past the slide's edge
+    boxes = []
+    for i in train.id:
+        mine = np.flatnonzero(slide == i)
+        boxes += _owned([tiles[k] for k in mine], sizes[i], span)
+        for k in mine:
+            y0, x0 = _origin(tiles[k])
+            part = masks[i][y0 : y0 + span, x0 : x0 + span]
+            truth[k, : part.shape[0], : part.shape[1]] = part
+    assert any(b[0] > 0 or b[2] > 0 for b in boxes)  # some last windows overlap the window before
     rng = np.random.default_rng(3)
     blur = np.stack([cv2.GaussianBlur(t.astype(np.float32), (5, 5), 1.5) for t in truth])
     p = blur * rng.uniform(0.25, 0.9, (len(tiles), 1, 1)) + rng.random(truth.shape) ** 6 * 0.8
     p = np.where(rng.random(truth.shape) < 0.004, rng.uniform(0.55, 1.0, p.shape), p)  # false-positive specks
-    probs = quantize(np.clip(p, 0, 1).astype(np.float32))[:, None]  # [n tiles, C=1, span, span]
-    folds = slide.map(fold_of).to_numpy()
-    _write_oof(cfg, cfg.name, tiles, folds, probs, None, seed=2)
+    probs = quantize(np.clip(p, 0, 1).astype(np.float32))  # [n tiles, span, span]
+    _write_oof(cfg, cfg.name, tiles, slide.map(fold_of).to_numpy(), probs[:, None], None, seed=2)
     result = tune(cfg, progress=False)
 
     cells = [result.grid.params(j) for j in range(result.grid.size)]
-    preds = [apply_postprocess_batch(probs, [p])[:, 0].astype(bool) for p in cells]
-    full = np.array([_per_slide(pred, truth, slide).mean() for pred in preds])
+    stats = [_tile_stats(probs, truth, boxes, slide, cell) for cell in cells]
+    full = np.array([_slide_dice(st).mean() for st in stats])
     np.testing.assert_allclose(grid_frame(result)["score"].to_numpy(), full, atol=1e-6)  # rounded to 6 places
     assert result.table.sums[0].sum(axis=0) / 4 == pytest.approx(full, abs=1e-12)
     best = _best(full, cells)
     assert result.params[0] == cells[best] and result.n_images == 4  # a slide is one scored image
-    per_fold = slide.map(fold_of)
     held = []
     for k in range(3):
-        rest = (per_fold != k).to_numpy()
-        chosen = _best(np.array([_per_slide(pr[rest], truth[rest], slide[rest]).mean() for pr in preds]), cells)
-        held += _per_slide(preds[chosen][~rest], truth[~rest], slide[~rest]).tolist()
+        rest = (slide.map(fold_of) != k).to_numpy()
+        chosen = _best(np.array([_slide_dice(st[rest]).mean() for st in stats]), cells)
+        held += _slide_dice(stats[chosen][~rest]).tolist()
     assert result.choices[0].score_cv == pytest.approx(np.mean(held), abs=1e-12)
+    # min_size 0, min_area 0: the whole-slide dice of the thresholded tiles pasted back (each pixel once)
+    for j in [j for j, cell in enumerate(cells) if cell.min_size == 0 and cell.min_area == 0]:
+        dice = []
+        for i in train.id:
+            canvas = np.zeros(sizes[i], dtype=bool)
+            for k in np.flatnonzero(slide == i):
+                (y0, x0), (top, bottom, left, right) = _origin(tiles[k]), boxes[k]
+                canvas[y0 + top : y0 + bottom, x0 + left : x0 + right] = probs[k, top:bottom, left:right] > int(
+                    np.floor(cells[j].threshold * 255)
+                )
+            dice.append(2 * (canvas & masks[i]).sum() / max(canvas.sum() + masks[i].sum(), 1))
+        assert full[j] == pytest.approx(np.mean(dice), abs=1e-12)
     # not degenerate: the mean over tiles (empty tiles scoring 1) is far from the mean over slides
+    preds = [apply_postprocess_batch(probs[:, None], [cell])[:, 0].astype(bool) for cell in cells]
     per_tile = np.array([per_item_scores(pr[:, None], truth[:, None], "dice").mean() for pr in preds])
     assert np.abs(per_tile - full).max() > 0.05, (per_tile, full)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kseg.tune.grid import AXES, Grid
-from kseg.tune.stats import above_counts, class_grid_stats
+from kseg.tune.stats import above_counts, boxed_grid_stats, class_grid_stats
 
 # image 0: a 2x2 blob (q=200) in the top left corner, a lone pixel (q=200) in the bottom right one and
 # q=100 pixels below threshold 0.5; truth = the blob + the pixel right of it (5 pixels).
@@ -83,3 +83,23 @@ def test_class_grid_stats_rejects_bad_inputs():
         class_grid_stats(Q, TRUTH[:, :2], GRID, AUX)
     with pytest.raises(ValueError, match="aux gates > 0 but no aux-head"):
         class_grid_stats(Q, TRUTH, GRID)
+
+
+def test_boxed_grid_stats_are_each_tiles_crop_alone() -> None:
+    """Tiles cropped to their own boxes (kseg.tiling.owned_boxes): every image's statistics equal
+    ``class_grid_stats`` of that image's crop alone, whichever images share a box."""
+    rng = np.random.default_rng(5)
+    n, h, w = 6, 12, 14
+    q = (rng.random((n, h, w)) ** 2 * 255).astype(np.uint8)
+    truth = rng.random((n, h, w)) < 0.3
+    aux = rng.integers(0, 256, n).astype(np.uint8)
+    boxes = np.array([[0, 12, 0, 14], [3, 12, 0, 14], [0, 12, 5, 14], [0, 12, 0, 14], [3, 12, 5, 14], [0, 7, 0, 9]])
+    got = boxed_grid_stats(q, truth, GRID, aux, boxes)
+    for i, (top, bottom, left, right) in enumerate(boxes):
+        alone = class_grid_stats(
+            q[i : i + 1, top:bottom, left:right], truth[i : i + 1, top:bottom, left:right], GRID, aux[i : i + 1]
+        )
+        np.testing.assert_array_equal(got.inter[..., i], alone.inter[..., 0])
+        np.testing.assert_array_equal(got.pred_area[..., i], alone.pred_area[..., 0])
+        assert got.true_area[i] == truth[i, top:bottom, left:right].sum() == alone.true_area[0]
+        assert (got.default_inter[i], got.default_pred_area[i]) == (alone.default_inter[0], alone.default_pred_area[0])

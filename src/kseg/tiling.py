@@ -32,6 +32,8 @@ __all__ = [
     "parse_tile_id",
     "slide_ids",
     "slide_groups",
+    "owned_boxes",
+    "box_masks",
 ]
 
 
@@ -136,3 +138,33 @@ def slide_groups(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """
     group, slides = pd.factorize(pd.Series(slide_ids(ids), dtype=object))
     return group.astype(np.int64), np.asarray(slides, dtype=object)
+
+
+def owned_boxes(origins: np.ndarray, sizes: np.ndarray, span: int) -> np.ndarray:
+    """int64 [n, 4] (top, bottom, left, right) in window pixels: the pixels that windows at ``origins`` [n, 2]
+    (y0, x0) of slides of ``sizes`` [n, 2] (H, W) hold alone in the non-overlapping grid (``starts(length, span,
+    span)``, whose last window is moved back to end at the edge): from the end of the window before (the next
+    multiple of ``span``) to the end of the window or of the slide. They partition each slide, so statistics
+    summed over them count every slide pixel once (nothing of the overlap twice, nothing past the edge).
+    """
+    origins = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    first = -(-origins // span) * span - origins
+    last = np.minimum(span, sizes - origins)
+    bad = np.flatnonzero((last <= first).any(axis=1) | (origins < 0).any(axis=1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"window at (y0, x0) = {tuple(origins[i].tolist())} of a {tuple(sizes[i].tolist())} slide holds no "
+            f"pixel of its own in the grid of {span}-pixel windows"
+        )
+    return np.stack([first[:, 0], last[:, 0], first[:, 1], last[:, 1]], axis=1)
+
+
+def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool [n, H, W]: True inside each box [n, 4] (top, bottom, left, right) of an (H, W) window."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    rows, cols = np.arange(shape[0]), np.arange(shape[1])
+    inside_rows = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 1:2])  # [n, H]
+    inside_cols = (cols >= boxes[:, 2:3]) & (cols < boxes[:, 3:4])  # [n, W]
+    return inside_rows[:, :, None] & inside_cols[:, None, :]

@@ -29,7 +29,7 @@ from kseg.config import Config
 from kseg.data.dataset import SegDataset, build_augment, to_tensor_image
 from kseg.data.rle_stream import MaskRuns, decode_window, mask_runs
 from kseg.data.slides import Slide, read_scaled, slide_size
-from kseg.tiling import TileConfig, parse_tile_id, slide_ids, starts, tile_id
+from kseg.tiling import TileConfig, owned_boxes, parse_tile_id, slide_ids, starts, tile_id
 from kseg.train.seed import derive_seed
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ class TileTruth:
         labels = rles.reset_index().rename(columns={rles.index.name or "index": "image_id"})
         self.slides = _Slides(cfg, cfg.data_root / cfg.competition.train_images, labels)
         self.index = set(rles.index)
+        self.span = cfg.tile.span
 
     def check(self, ids: Sequence[str], where: Path) -> None:
         """Raise naming the first tile id that is not a tile of a training slide."""
@@ -216,6 +217,16 @@ class TileTruth:
             parsed = parse_tile_id(str(i))
             if parsed is None or parsed[0] not in self.index:
                 raise ValueError(f"OOF tile {i!r} is not a tile of a training slide of {where}")
+
+    def boxes(self, ids: Sequence[str]) -> np.ndarray:
+        """int64 [n, 4] (top, bottom, left, right): each tile's own pixels in its window (``owned_boxes``)."""
+        parsed = [parse_tile_id(str(i)) for i in ids]
+        for image_id, p in zip(ids, parsed, strict=True):
+            if p is None:
+                raise ValueError(f"{image_id!r} is not a tile id <slide>@<y0>_<x0>")
+        origins = np.array([(p[1], p[2]) for p in parsed if p], dtype=np.int64)
+        sizes = np.array([self.slides.size(p[0]) for p in parsed if p], dtype=np.int64)
+        return owned_boxes(origins, sizes, self.span)
 
     def masks(self, ids: Sequence[str], size: tuple[int, int], classes: int) -> np.ndarray:
         """bool [B, C, H, W] truth of tile ids at ``size`` (the window: ``tile.span`` square)."""

@@ -20,7 +20,7 @@ from kseg.losses import SegLoss
 from kseg.metrics import Metric, case_groups, mask_stats
 from kseg.models import probs_from_output
 from kseg.optim import LrSchedule
-from kseg.tiling import slide_groups
+from kseg.tiling import box_masks, slide_groups
 from kseg.train import dist as D
 from kseg.train.dist import DistInfo, all_true
 from kseg.train.oof_store import OofWriter, to_uint8
@@ -265,6 +265,10 @@ def validate(
             writer.write(offset, to_uint8(full))
         pred = (full > thr).cpu().numpy()
         true = truth.masks(ids, size, natives)
+        boxes = truth.boxes(ids)
+        if boxes is not None:  # tiles: a slide pixel counts once (its window's own box), none past the edge
+            owned = box_masks(boxes, size)[:, None]
+            pred, true = pred & owned, true & owned
         res.add_masks(pred, true, volumes)
         res.positions += positions[offset : offset + b]
         if len(res.images) < n_images:

@@ -62,6 +62,11 @@ class TruthTable:
         if len(missing):
             raise ValueError(f"OOF image {missing[0]!r} is not a training image of {where}")
 
+    def boxes(self, ids: Sequence[str]) -> np.ndarray | None:
+        """Tiles: int64 [n, 4] (top, bottom, left, right), the window pixels each tile holds alone in its slide's
+        grid (``kseg.tiling.owned_boxes``: a slide's tiles partition it); None for whole images."""
+        return None if self.tiles is None else self.tiles.boxes(ids)
+
     def native_size(self, image_id: str, size: tuple[int, int]) -> tuple[int, int]:
         """(H, W) the labels of ``image_id`` are encoded at, for masks wanted at ``size``."""
         spec = self.cfg.competition

@@ -173,3 +173,34 @@ def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.nda
         default_inter=_gt(tabove, 0.5).copy(),
         default_pred_area=_gt(above, 0.5).copy(),
     )
+
+
+def boxed_grid_stats(
+    q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None, boxes: np.ndarray
+) -> ChunkStats:
+    """``class_grid_stats`` of each image cropped to its box int [n, 4] (top, bottom, left, right).
+
+    Tiles of slides count only the pixels they hold alone (``kseg.tiling.owned_boxes``), so a slide's statistics
+    summed over its tiles count every pixel once; components (``min_size``) are those of the cropped tile.
+    Images sharing a box (all but a slide's last row / column of tiles) are computed together.
+    """
+    n = q.shape[0]
+    uniq, inverse = np.unique(np.asarray(boxes, dtype=np.int64).reshape(n, 4), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    inter, pred = np.zeros((2, *grid.shape, n), dtype=np.int64)
+    true_area, default_inter, default_pred = np.zeros((3, n), dtype=np.int64)
+    for k, (top, bottom, left, right) in enumerate(uniq.tolist()):
+        sel = np.flatnonzero(inverse == k)
+        part = class_grid_stats(
+            np.ascontiguousarray(q[sel, top:bottom, left:right]),
+            truth[sel, top:bottom, left:right],
+            grid,
+            None if aux_q is None else np.asarray(aux_q)[sel],
+        )
+        inter[..., sel], pred[..., sel] = part.inter, part.pred_area
+        true_area[sel], default_inter[sel], default_pred[sel] = (
+            part.true_area,
+            part.default_inter,
+            part.default_pred_area,
+        )
+    return ChunkStats(inter, pred, true_area, default_inter, default_pred)
