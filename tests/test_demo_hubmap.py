@@ -112,7 +112,8 @@ def test_demo_hubmap_end_to_end_through_the_kernel(
     train = read_csv(data / "train.csv").set_index("id")
     for fold_dir in sorted((tmp_path / "runs/hubmap/unet-tiles").glob("fold*")):
         logged = pd.read_csv(fold_dir / "metrics.csv").val_metric.max()  # train.select=best: the kept epoch
-        assert logged == pytest.approx(_slide_dice(fold_dir, data, train), abs=1e-9)
+        # 1e-4: a probability just under 0.5 can round to 128 (validation thresholds p > 0.5 before quantizing)
+        assert logged == pytest.approx(_slide_dice(fold_dir, data, train), abs=1e-4)
 
 
 def _slide_dice(fold_dir: Path, data: Path, train: pd.DataFrame) -> float:

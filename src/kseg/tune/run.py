@@ -21,7 +21,7 @@ from kseg.train.truth import TruthTable
 from kseg.tune.grid import Grid
 from kseg.tune.oof_set import OOFSet, check_against_folds, load_oof
 from kseg.tune.search import Choice, GroupedStats, ScoreTable, StatsTable
-from kseg.tune.stats import ChunkStats, boxed_grid_stats, class_grid_stats
+from kseg.tune.stats import ChunkStats, class_grid_stats
 from kseg.tune.volume import score_cases
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,7 @@ def _score_chunks(
         boxes = truth.boxes(chunk.ids)  # tiles: each tile's own pixels, so a slide pixel counts once
         for c in range(num_classes):
             aux = None if chunk.aux is None else chunk.aux[:, c]
-            if boxes is None:
-                st = class_grid_stats(q[:, c], masks[:, c], grid, aux)
-            else:
-                st = boxed_grid_stats(q[:, c], masks[:, c], grid, aux, boxes)
+            st = class_grid_stats(q[:, c], masks[:, c], grid, aux, boxes)
             _add_class(table, metric, c, index, st, grid.size)
     return table.table(metric.item_scores, grid.tie_rank()) if isinstance(table, GroupedStats) else table
 

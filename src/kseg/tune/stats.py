@@ -148,13 +148,18 @@ def _keep_flags(grid: Grid, above: np.ndarray, surv_area: np.ndarray, aux_q: np.
     )
 
 
-def class_grid_stats(q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None) -> ChunkStats:
+def class_grid_stats(
+    q: np.ndarray, truth: np.ndarray, grid: Grid, aux_q: np.ndarray | None = None, boxes: np.ndarray | None = None
+) -> ChunkStats:
     """Statistics of every grid cell for one class.
 
     q: uint8 [n, H, W] quantized probabilities; truth: bool [n, H, W]; aux_q: uint8 [n] quantized
-    aux-head probabilities (required when the grid has an aux gate > 0).
+    aux-head probabilities (required when the grid has an aux gate > 0); boxes: int [n, 4] (top, bottom, left,
+    right) to score each image on its box only (tiles: ``kseg.tiling.owned_boxes``, see ``boxed_grid_stats``).
     Returns ``ChunkStats`` with inter / pred_area int64 [*grid.shape, n] and true_area [n].
     """
+    if boxes is not None:
+        return boxed_grid_stats(q, truth, grid, aux_q, boxes)
     if q.dtype != np.uint8 or q.ndim != 3:
         raise ValueError(f"class_grid_stats: q must be uint8 [n, H, W], got {q.dtype} {q.shape}")
     if truth.shape != q.shape:
