@@ -90,3 +90,49 @@ def test_a_held_folds_labels_never_change_its_choice() -> None:
     for k in (2, 3):  # splits that score fold 0's (perturbed) labels while choosing
         assert after[k].scores != before[k].scores
     assert after[0].scores != before[0].scores
+
+
+def _slide_reference(q: np.ndarray, truth: np.ndarray, boxes: np.ndarray, slide: np.ndarray, keep: np.ndarray) -> float:
+    """Best threshold of GRID by the mean over the kept slides of the dice of each slide's tiles summed, each tile
+    on its box only (written from the definition: a loop over tiles and thresholds)."""
+    best = -1.0
+    for t in GRID.thresholds:
+        inter: dict[int, int] = {}
+        area: dict[int, int] = {}
+        for i in np.flatnonzero(keep):
+            top, bottom, left, right = boxes[i]
+            pred = q[i, 0, top:bottom, left:right] > int(np.floor(t * 255))
+            true = truth[i, 0, top:bottom, left:right]
+            inter[slide[i]] = inter.get(slide[i], 0) + int((pred & true).sum())
+            area[slide[i]] = area.get(slide[i], 0) + int(pred.sum() + true.sum())
+        dice = [2 * inter[g] / area[g] if area[g] else 1.0 for g in inter]
+        best = max(best, float(np.mean(dice)))
+    return best
+
+
+def test_tiles_are_scored_per_slide_on_their_own_pixels() -> None:
+    """Tiles of 6 slides (5 each, some cropped to a box), 3 folds: each step's score is the per-slide dice (tiles
+    summed, each on its own box) of the chosen blend's best threshold, on every fold or all but the held one."""
+    truth, _, q = _synthetic(seed=2, n=30)
+    slide = np.repeat(np.arange(6), 5)
+    slide_fold = np.array([0, 0, 1, 1, 2, 2])
+    fold = slide_fold[slide]
+    rng = np.random.default_rng(0)
+    boxes = np.stack([rng.integers(0, 6, 30), rng.integers(10, 17, 30), rng.integers(0, 6, 30), np.full(30, 16)], 1)
+
+    def chunks():
+        for s in range(0, 30, 8):
+            part = slice(s, s + 8)
+            yield MemberChunk(q[:, part], None, truth[part], fold[part], boxes[part], slide[part])
+
+    paths = greedy_select(chunks, 3, 3, GRID, DICE, 1, [None, 0, 1, 2], slide_fold=slide_fold)
+    for p in paths:
+        keep = np.ones(30, bool) if p.held is None else fold != p.held
+        scores = [_slide_reference(q[j], truth, boxes, slide, keep) for j in range(3)]
+        assert p.added == [int(np.argmax(scores))]
+        assert p.scores[0] == pytest.approx(max(scores), abs=1e-12)
+    # the same chunks scored per tile (no slide) give other scores: the grouping matters here
+    per_tile = greedy_select(
+        lambda: (MemberChunk(c.q, None, c.truth, c.fold, c.boxes) for c in chunks()), 3, 3, GRID, DICE, 1, [None]
+    )
+    assert abs(per_tile[0].scores[0] - paths[0].scores[0]) > 1e-3

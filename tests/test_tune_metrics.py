@@ -24,6 +24,7 @@ from kseg.data.tiles import expand_tile_ids
 from kseg.demo.registry import write_miniature
 from kseg.metrics import per_item_scores
 from kseg.postprocess import ClassParams, apply_postprocess_batch, quantize
+from kseg.tune.blend import select_ensemble
 from kseg.tune.report import grid_frame, postprocess_dict
 from kseg.tune.run import tune
 
@@ -257,7 +258,7 @@ def test_tiled_dice_is_tuned_per_slide_as_brute_force(tmp_path) -> None:
     hubmap-kidney-segmentation grade.py). Random OOF on the tiles of 4 miniature slides in 3 folds (their last
     windows overlap the one before): every cell's score, the choice and the CV score equal a brute-force
     recomputation summing each slide's tiles over the pixels each holds alone, and at min_size 0 the whole-slide
-    dice of the predictions pasted back onto the slide."""
+    dice of the predictions pasted back onto the slide; ``kseg ensemble``'s greedy step scores per slide too."""
     root = write_miniature("hubmap", tmp_path / "data", seed=5, n_train=4, n_test=1, size=160)
     overrides = ["tile.size=24", "tile.downscale=2", "tile.overlap=0", f"runs_dir={tmp_path / 'runs'}"]
     tune_keys = ["tune.thresholds=[0.3,0.5,0.7]", "tune.min_sizes=[0,12]", "tune.min_areas=[0,60]", "tune.chunk_size=7"]
@@ -320,3 +321,14 @@ def test_tiled_dice_is_tuned_per_slide_as_brute_force(tmp_path) -> None:
     preds = [apply_postprocess_batch(probs[:, None], [cell])[:, 0].astype(bool) for cell in cells]
     per_tile = np.array([per_item_scores(pr[:, None], truth[:, None], "dice").mean() for pr in preds])
     assert np.abs(per_tile - full).max() > 0.05, (per_tile, full)
+    # kseg ensemble's greedy step scores blends per slide too: step 1 = the better member's best threshold
+    other = quantize(np.clip(blur * 0.6 + rng.random(truth.shape) ** 3 * 0.7, 0, 1).astype(np.float32))
+    _write_oof(cfg, "hubmap/other", tiles, slide.map(fold_of).to_numpy(), other[:, None], None, seed=4)
+    chosen = select_ensemble(cfg, [cfg.name, "hubmap/other"], steps=1, progress=False)
+    plain = [j for j, cell in enumerate(cells) if cell.min_size == 0 and cell.min_area == 0]
+    members = [
+        full[plain].max(),
+        max(_slide_dice(_tile_stats(other, truth, boxes, slide, cells[j])).mean() for j in plain),
+    ]
+    assert chosen.path.scores[0] == pytest.approx(max(members), abs=1e-12)
+    assert chosen.path.added == [int(np.argmax(members))]

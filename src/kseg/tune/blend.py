@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from kseg.config import Config
@@ -78,13 +79,19 @@ def check_same_folds(oof: OOFSet) -> None:
                 )
 
 
-def member_chunks(oof: OOFSet, truth: TruthTable, chunk_size: int) -> Iterator[MemberChunk]:
-    """Every member's OOF with the truth, chunk by chunk (fold positions into ``oof.folds``)."""
+def member_chunks(
+    oof: OOFSet, truth: TruthTable, chunk_size: int, slide: np.ndarray | None = None
+) -> Iterator[MemberChunk]:
+    """Every member's OOF with the truth, chunk by chunk (fold positions into ``oof.folds``); tiles carry their own
+    boxes (``TruthTable.boxes``) and, given ``slide`` int [len(oof)] (``OOFSet.slides``), their slide positions."""
     pos = {fold: i for i, fold in enumerate(oof.folds)}
     size = tuple(oof.shape[1:])
+    rows = pd.Index(oof.ids)
     for chunk, q, aux in oof.member_chunks(chunk_size):
         fold = np.full(len(chunk.ids), pos[chunk.fold], dtype=np.int64)
-        yield MemberChunk(q, aux, truth.masks(chunk.ids, size), fold)  # type: ignore[arg-type]
+        mine = None if slide is None else slide[rows.get_indexer(chunk.ids)]
+        masks = truth.masks(chunk.ids, size)  # type: ignore[arg-type]
+        yield MemberChunk(q, aux, masks, fold, truth.boxes(chunk.ids), mine)
 
 
 def selection_grid(cfg: Config, name: str, has_aux: bool) -> Grid:
@@ -133,10 +140,12 @@ def select_ensemble(
     truth = TruthTable(cfg)
     g = selection_grid(cfg, grid, oof.has_aux)
     nbytes = len(oof) * int(np.prod(oof.shape)) * (len(runs) + 1)
-    cached = list(member_chunks(oof, truth, cfg.tune.chunk_size)) if nbytes < CACHE_BYTES else None
+    # tiles of an item metric: the blends are scored per slide, as kseg tune scores them
+    slide, _, slide_fold = oof.slides() if cfg.tile.enabled and metric.kind == "item" else (None, None, None)
+    cached = list(member_chunks(oof, truth, cfg.tune.chunk_size, slide)) if nbytes < CACHE_BYTES else None
 
     def chunks() -> Iterator[MemberChunk]:
-        return iter(cached) if cached is not None else member_chunks(oof, truth, cfg.tune.chunk_size)
+        return iter(cached) if cached is not None else member_chunks(oof, truth, cfg.tune.chunk_size, slide)
 
     held: list[int | None] = [None, *range(len(oof.folds))]
     log.info("ensemble: %d greedy steps over %s on %d OOF images, %d folds", steps, runs, len(oof), len(oof.folds))
@@ -151,6 +160,7 @@ def select_ensemble(
         held,
         cfg.competition.exclusive,
         on_step=lambda _: bar.update(),
+        slide_fold=slide_fold,
     )
     bar.close()
     cache: dict = {}

@@ -18,7 +18,7 @@ import pandas as pd
 from kseg.config import Config
 from kseg.data.folds import read_folds
 from kseg.layout import OOF_FILE, RUNS_DIR, RunLayout, fold_dir_name, fold_dirs, oof_files
-from kseg.tiling import slide_ids
+from kseg.tiling import slide_groups, slide_ids
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,18 @@ class OOFSet:
         q = np.rint(acc / total).astype(np.uint8)
         aux = None if aux_acc is None else np.rint(aux_acc / total).astype(np.uint8)
         return q, aux
+
+    def slides(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tile OOF: (group int64 [n] of each of ``ids`` into slides [G], slides object [G], slide_fold int64 [G]
+        each slide's position in ``folds``); a slide whose tiles lie in two folds raises."""
+        group, slides = slide_groups(self.ids)
+        base = self.experiments[self.names[0]]  # self.ids: these folds' ids in order
+        fold = pd.Series(np.repeat(np.arange(len(base)), [len(f.ids) for f in base])).groupby(group)
+        split = fold.nunique()
+        if (split > 1).any():
+            slide = slides[int(split.index[split.to_numpy() > 1][0])]
+            raise ValueError(f"OOF tiles of slide {slide!r} lie in more than one fold; a slide is one fold's unit")
+        return group, slides, fold.first().to_numpy().astype(np.int64)
 
     def fold_positions(self) -> dict[str, int]:
         """{image id: position of its fold in ``folds``} (the first experiment's folds)."""

@@ -16,7 +16,6 @@ from kseg.config import Config
 from kseg.layout import RunLayout
 from kseg.metrics import Metric
 from kseg.postprocess import ClassParams, exclusive_candidates
-from kseg.tiling import slide_groups
 from kseg.train.truth import TruthTable
 from kseg.tune.grid import Grid
 from kseg.tune.oof_set import OOFSet, check_against_folds, load_oof
@@ -158,9 +157,9 @@ def _score_chunks(
         return score_cases(cfg, oof, grid, truth, metric, progress)
     size: tuple[int, int] = oof.shape[1:]  # type: ignore[assignment]
     num_classes = oof.shape[0]
-    # tiled competitions: an item metric scores whole slides (kseg.tiling.slide_groups); pooled ones need no groups
-    groups, slides = slide_groups(oof.ids) if cfg.tile.enabled and metric.kind == "item" else (None, None)
-    table = _new_table(metric, oof, grid, groups, slides)
+    # tiled competitions: an item metric scores whole slides (OOFSet.slides); pooled ones need no groups
+    groups, slides, slide_fold = oof.slides() if cfg.tile.enabled and metric.kind == "item" else (None, None, None)
+    table = _new_table(metric, oof, grid, slide_fold)
     exclusive = cfg.competition.exclusive
     fold_pos = {fold: i for i, fold in enumerate(oof.folds)}
     chunk_size = max(1, cfg.tune.chunk_size)
@@ -202,20 +201,12 @@ def _score_chunks(
     return table.table(metric.item_scores, grid.tie_rank()) if isinstance(table, GroupedStats) else table
 
 
-def _new_table(
-    metric: Metric, oof: OOFSet, grid: Grid, groups: np.ndarray | None, slides: np.ndarray | None
-) -> Table | GroupedStats:
-    """The accumulator of ``metric``'s kind; ``groups`` int [len(oof)] (each row's index into ``slides`` [G]):
-    an ``item`` metric then sums each slide's raw statistics first (``GroupedStats``)."""
+def _new_table(metric: Metric, oof: OOFSet, grid: Grid, slide_fold: np.ndarray | None) -> Table | GroupedStats:
+    """The accumulator of ``metric``'s kind; ``slide_fold`` int [G] (tiles, ``OOFSet.slides``): an ``item`` metric
+    then sums each slide's raw statistics first (``GroupedStats``)."""
     num_classes, folds = oof.shape[0], len(oof.folds)
-    if metric.kind == "item" and groups is not None and slides is not None:
-        base = oof.experiments[oof.names[0]]  # oof.ids: these folds' ids in order
-        fold = pd.Series(np.repeat(np.arange(folds), [len(f.ids) for f in base])).groupby(groups)
-        split = fold.nunique()
-        if (split > 1).any():
-            slide = slides[int(split.index[split.to_numpy() > 1][0])]
-            raise ValueError(f"OOF tiles of slide {slide!r} lie in more than one fold; a slide is one fold's unit")
-        return GroupedStats(num_classes, folds, grid.size, fold.first().to_numpy())
+    if metric.kind == "item" and slide_fold is not None:
+        return GroupedStats(num_classes, folds, grid.size, slide_fold)
     if metric.kind == "item":
         return ScoreTable(num_classes, folds, grid.size, grid.tie_rank())
     width = metric.item_stats(0, 0, 0).shape[-1]
