@@ -62,7 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--timeout", type=float, default=7200.0, help="seconds before the run is killed")
     r.add_argument("--keep", action="store_true", help="keep the temporary /kaggle-like folder")
     r.add_argument("--quiet", action="store_true", help="do not echo the kernel's output (it is in the log)")
+    _kaggle_actions(sub)
 
+
+def _kaggle_actions(sub: argparse._SubParsersAction) -> None:
+    """push, status, submit and scores: the actions that drive the kaggle CLI."""
     u = sub.add_parser("push", help="upload dataset + kernel with the kaggle CLI, then follow the run")
     add_config_arguments(u)
     u.add_argument("-m", "--message", default="", help="dataset version notes (default: experiment + git commit)")
