@@ -1,6 +1,6 @@
 """Carvana-scale test-set prediction: kseg's pipeline against a naive single-process loop, and its post-model rate.
 
-A few hundred synthetic full-size Carvana test images (the Carvana miniature: 1918x1280 JPEGs, row-order RLE
+640 synthetic full-size Carvana test images (the Carvana miniature: 1918x1280 JPEGs, row-order RLE
 at full size) and a tiny U-Net (timm mobilenetv3_small_050 encoder, so the model is not the bottleneck) at the
 starter's 128x128. Both paths read, resize, run the model, restore to 1918x1280, threshold, RLE-encode and
 write the csv:
@@ -16,7 +16,7 @@ The three run in turn ``--repeats`` times and the medians are compared (the mach
 goal 2), ``carvana_post_model`` (uint8 restore + threshold + encode + csv write of model-size outputs,
 images/s / 50, goal 1). Every run's rate and the 1-minute load after each round are recorded.
 
-    .venv/bin/python benchmarks/predict_speed.py [--cars 20] [--workers 2] [--repeats 3]
+    .venv/bin/python benchmarks/predict_speed.py [--cars 40] [--workers 2] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def measure(root: Path, tmp: Path, workers: int, repeats: int) -> tuple[dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cars", type=int, default=20, help="test cars (16 images each)")
+    ap.add_argument("--cars", type=int, default=40, help="test cars (16 images each)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3, help="rounds of (naive, kseg, kseg draft); medians reported")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of (naive, kseg, kseg draft); medians reported")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:

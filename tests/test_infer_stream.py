@@ -101,3 +101,42 @@ def test_predict_images_restores_and_quantizes(demo_cfg: Config, demo_root: Path
         assert np.all(p.q == 128)  # round(0.5 * 255) = 127.5 -> 128 (half to even)
         assert p.native_size == (128, 256)
         assert p.confident is not None and np.all(p.confident == 0.0)
+
+
+def test_cpu_threads_leave_the_cores_to_the_loader_workers() -> None:
+    import torch
+
+    from kseg.infer.stream import cpu_threads, torch_threads
+
+    assert cpu_threads(0, cores=2, workers=2) == 1  # both cores decode: the model gets one thread
+    assert cpu_threads(0, cores=16, workers=4) == 12
+    assert cpu_threads(0, cores=8, workers=0) == 8  # no workers: every core, as torch's default
+    assert cpu_threads(3, cores=2, workers=2) == 3  # predict.cpu_threads wins
+    before = torch.get_num_threads()
+    with torch_threads(max(1, before - 1) if before > 1 else 2):
+        assert torch.get_num_threads() != before
+    assert torch.get_num_threads() == before
+
+
+class _ThreadProbe(ConstModel):
+    """ConstModel that records torch's intra-op thread count at each forward."""
+
+    seen: list[int] = []
+
+    def forward(self, x):
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return super().forward(x)
+
+
+def test_predict_images_runs_the_model_with_the_threads_the_workers_leave(demo_cfg: Config, demo_root: Path) -> None:
+    import torch
+
+    cfg = demo_cfg.replace(predict=demo_cfg.predict.__class__(**{**demo_cfg.predict.__dict__, "cpu_threads": 3}))
+    probe = _ThreadProbe(LOG3)
+    ens = Ensemble(cfg, [Member(probe, with_size(cfg, (32, 64)), "p", 0)], tta="none")
+    ids = sorted(p.name for p in (demo_root / "test_images").iterdir())[:4]
+    before = torch.get_num_threads()
+    assert len(list(predict_images(ens, ids, demo_root / "test_images", batch_size=2, num_workers=1))) == 4
+    assert probe.seen == [3, 3] and torch.get_num_threads() == before  # restored afterwards

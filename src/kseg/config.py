@@ -162,6 +162,8 @@ class PredictConfig:
     amp: bool = True  # CUDA only; dtype as train.amp_dtype
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile each checkpoint's forward (opt-in)
+    # torch threads of a CPU predict; 0 = auto: the cores the loader workers leave free, at least 1
+    cpu_threads: int = bounded(0, ge=0)
     pseudo_confidence: float = bounded(0.9, ge=0.5, lt=1)
     pseudo_min_fraction: float = bounded(0.99, ge=0, le=1)
 

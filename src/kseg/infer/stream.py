@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +26,7 @@ from kseg.infer.pseudo import confident_share
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Prediction", "in_background", "predict_images", "restore_batch"]
+__all__ = ["Prediction", "cpu_threads", "in_background", "predict_images", "restore_batch", "torch_threads"]
 
 T = TypeVar("T")
 
@@ -59,6 +61,38 @@ def restore_batch(
         for j, i in enumerate(idx):
             out[i] = restored[j]
     return out
+
+
+def cpu_threads(requested: int, cores: int, workers: int) -> int:
+    """torch intra-op threads for predicting on the CPU: ``requested`` (> 0), else the ``cores`` that the
+    ``workers`` loader processes leave free, at least 1 (a tiny model gains little from a second thread
+    while decoding needs every core)."""
+    return requested if requested > 0 else max(1, cores - workers)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block, restored after it (None: unchanged)."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _threads(ensemble: Ensemble, loaders: Sequence[DataLoader]) -> int | None:
+    """The torch threads of this predict (None on CUDA: the GPU does the model's work)."""
+    if ensemble.device.type != "cpu":
+        return None
+    workers = sum(loader.num_workers for loader in loaders)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = cpu_threads(ensemble.cfg.predict.cpu_threads, cores, workers)
+    log.info("predict on the CPU with %d torch thread(s) beside %d loader worker(s)", n, workers)
+    return n
 
 
 def _loaders(
@@ -164,6 +198,14 @@ def predict_images(
     loaders = _loaders(ensemble, image_ids, Path(image_dir), bs, num_workers)
     total = len(loaders[0])
     batches = tqdm(zip(*loaders, strict=True), total=total, desc="predict", unit="batch", disable=not progress)
+    with torch_threads(_threads(ensemble, loaders)):
+        yield from _predictions(ensemble, batches, oof, confidence)
+
+
+def _predictions(
+    ensemble: Ensemble, batches: Iterable[Sequence[dict]], oof: bool, confidence: float | None
+) -> Iterator[Prediction]:
+    """``predict_images``' loop over the loaders' batches."""
     # One group and no confidence: restore in uint8 (float sums across groups and confidence need the floats)
     quantized = len(ensemble.groups) == 1 and confidence is None
     # The model runs one batch ahead in a thread while this one restores and the caller encodes and writes.
