@@ -144,6 +144,17 @@ def oof_size(cfg: Config, native: tuple[int, int]) -> tuple[int, int]:
     return (int(size[0]), int(size[1])) if size else submission_size(cfg, native)
 
 
+def _crop_padding(
+    probs: torch.Tensor, size: tuple[int, int], cfg: Config, native_size: tuple[int, int] | None
+) -> torch.Tensor:
+    """With ``data.resize=pad``: [..., h, w] cropped to the image of ``native_size`` (default ``size``)."""
+    if cfg.data.resize != "pad":
+        return probs
+    nat = tuple(int(s) for s in (native_size or size))
+    top, _, left, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
+    return probs[..., top : top + nat[0], left : left + nat[1]]
+
+
 def restore(
     probs: torch.Tensor,
     size: tuple[int, int],
@@ -156,10 +167,7 @@ def restore(
     first; then probabilities are bilinearly resized to ``size`` when the sizes still differ.
     """
     size = (int(size[0]), int(size[1]))
-    if cfg.data.resize == "pad":
-        nat = tuple(int(s) for s in (native_size or size))
-        top, _, left, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
-        probs = probs[..., top : top + nat[0], left : left + nat[1]]
+    probs = _crop_padding(probs, size, cfg, native_size)
     if tuple(probs.shape[-2:]) != size:
         probs = resize_bilinear(probs.float(), size)
     return probs
@@ -180,10 +188,7 @@ def restore_quantized(
     if probs.device.type != "cpu":
         return quantize(restore(probs, size, cfg, native_size))
     size = (int(size[0]), int(size[1]))
-    if cfg.data.resize == "pad":
-        nat = tuple(int(s) for s in (native_size or size))
-        top, _, left, _ = pad_offsets(nat, tuple(probs.shape[-2:]))  # type: ignore[arg-type]
-        probs = probs[..., top : top + nat[0], left : left + nat[1]]
+    probs = _crop_padding(probs, size, cfg, native_size)
     n, c, h, w = probs.shape
     small = quantize(probs.detach().reshape(n * c, h, w))
     if (h, w) == size:
