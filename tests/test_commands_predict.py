@@ -67,6 +67,17 @@ def test_kseg_predict_cli(tiny_runs: Config, demo_root: Path, tmp_path: Path, ca
     assert rc == 1
 
 
+def _predict_argv(demo_root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """``kseg predict`` of the demo config at 64x128 on the CPU into ``tmp_path/s.csv``."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    return ["predict", "-c", str(config), *extra, "--out", str(tmp_path / "s.csv"), "--no-progress"] + [
+        f"data.root={demo_root}",
+        f"runs_dir={tmp_path / 'runs'}",
+        "data.image_size=[64,128]",
+        "train.device=cpu",
+    ]
+
+
 def test_kseg_predict_exits_1_when_the_validator_rejects(
     tiny_runs: Config, demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -82,21 +93,7 @@ def test_kseg_predict_exits_1_when_the_validator_rejects(
         return report
 
     monkeypatch.setattr(validate, "validate_submission", strict)
-    repo = Path(__file__).resolve().parents[1]
-    rc = main(
-        [
-            "predict",
-            "-c",
-            str(repo / "configs" / "demo.yaml"),
-            "--out",
-            str(tmp_path / "s.csv"),
-            "--no-progress",
-            f"data.root={demo_root}",
-            f"runs_dir={tmp_path / 'runs'}",
-            "data.image_size=[64,128]",
-            "train.device=cpu",
-        ]
-    )
+    rc = main(_predict_argv(demo_root, tmp_path))
     assert rc == 1
     assert "submission INVALID" in capsys.readouterr().out
 
@@ -110,19 +107,6 @@ def test_kseg_predict_allow_postprocess_mismatch_flag(
     (tiny_runs.run_dir / "postprocess.json").write_text(
         json.dumps({"runs": ["demo"], "folds": [0, 1], "oof_tta": "none", "classes": classes})
     )
-    argv = [
-        "predict",
-        "-c",
-        str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"),
-        "--tta",
-        "vflip",
-        "--out",
-        str(tmp_path / "s.csv"),
-        "--no-progress",
-        f"data.root={demo_root}",
-        f"runs_dir={tmp_path / 'runs'}",
-        "data.image_size=[64,128]",
-        "train.device=cpu",
-    ]
+    argv = _predict_argv(demo_root, tmp_path, "--tta", "vflip")
     assert main(argv) == 1 and "tta none -> vflip" in caplog.text and not (tmp_path / "s.csv").exists()
     assert main([*argv, "--allow-postprocess-mismatch"]) == 0 and (tmp_path / "s.csv").is_file()
